@@ -1,0 +1,114 @@
+//! The classic queue's state: the ready messages in order, the consumers with their credit, and the
+//! dispatch loop that hands messages to consumers round-robin. Lives behind the queue's mutex; all
+//! methods are short and never block or await.
+
+use super::consumer::{ClientEvent, ConsumerEntry, Delivery};
+use super::Queue;
+use crate::broker::message::QueuedMessage;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Mutable state of one classic queue.
+#[derive(Debug, Default)]
+pub struct ClassicState {
+    /// Ready messages, ordered by `seq` (requeues are inserted back at their place).
+    pub ready: VecDeque<QueuedMessage>,
+    pub ready_bytes: u64,
+    pub next_seq: u64,
+    pub consumers: Vec<ConsumerEntry>,
+    /// Index of the consumer that gets the next message (round-robin).
+    pub cursor: usize,
+    /// Messages delivered with manual ack and not yet settled.
+    pub unacked: u64,
+    /// Set once a consumer has attached: auto-delete only applies after that.
+    pub had_consumer: bool,
+}
+
+impl ClassicState {
+    /// Append a freshly published message.
+    pub fn push(&mut self, msg: crate::broker::message::Message) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_bytes += msg.size();
+        self.ready.push_back(QueuedMessage {
+            seq,
+            redelivered: false,
+            msg,
+        });
+    }
+
+    /// Put messages back at their original position (ordered by seq), marked redelivered.
+    pub fn requeue(&mut self, mut msg: QueuedMessage) {
+        msg.redelivered = true;
+        self.ready_bytes += msg.msg.size();
+        // Common cases first: everything requeued is older than what is ready.
+        match self.ready.front() {
+            None => self.ready.push_back(msg),
+            Some(f) if msg.seq < f.seq => self.ready.push_front(msg),
+            _ => {
+                let pos = self.ready.partition_point(|m| m.seq < msg.seq);
+                self.ready.insert(pos, msg);
+            }
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<QueuedMessage> {
+        let m = self.ready.pop_front()?;
+        self.ready_bytes -= m.msg.size();
+        Some(m)
+    }
+
+    /// Index of the next consumer with credit, starting at the cursor.
+    fn next_consumer(&self) -> Option<usize> {
+        let n = self.consumers.len();
+        (0..n)
+            .map(|i| (self.cursor + i) % n)
+            .find(|&i| self.consumers[i].has_credit())
+    }
+
+    /// Hand ready messages to consumers with credit until one runs out.
+    pub fn dispatch(&mut self, queue: &Arc<Queue>) {
+        while !self.ready.is_empty() {
+            let Some(i) = self.next_consumer() else {
+                return;
+            };
+            let Some(message) = self.pop() else { return };
+            let c = &mut self.consumers[i];
+            let ev = ClientEvent::Deliver(Delivery {
+                channel: c.channel,
+                consumer_id: c.id,
+                queue: queue.clone(),
+                message,
+            });
+            match c.tx.send(ev) {
+                Ok(()) => {
+                    c.outstanding += 1;
+                    if !c.no_ack {
+                        self.unacked += 1;
+                    }
+                    self.cursor = (i + 1) % self.consumers.len();
+                }
+                Err(e) => {
+                    // The connection is gone: take the message back and forget the consumer. Its
+                    // channel teardown will requeue whatever it already held.
+                    if let ClientEvent::Deliver(d) = e.0 {
+                        self.ready_bytes += d.message.msg.size();
+                        self.ready.push_front(d.message);
+                    }
+                    self.consumers.remove(i);
+                    if self.cursor >= self.consumers.len() {
+                        self.cursor = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop every ready message; returns how many there were.
+    pub fn purge(&mut self) -> u32 {
+        let n = self.ready.len();
+        self.ready.clear();
+        self.ready_bytes = 0;
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}

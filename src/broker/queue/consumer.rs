@@ -1,0 +1,86 @@
+//! A consumer as a queue sees it: where to push deliveries and how much credit it has left.
+
+use crate::broker::message::QueuedMessage;
+use crate::broker::queue::Queue;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How many no-ack deliveries may be on their way to one consumer's socket before the queue waits
+/// for the connection to report them written: keeps a slow no-ack reader from pulling a whole
+/// backlog into memory.
+pub const NO_ACK_WINDOW: u32 = 2000;
+
+/// What a queue (or the server) tells a client connection. Connections own their channel state, so
+/// the queue hands messages over instead of touching channel state itself.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// Push a message to a consumer; the connection assigns the delivery tag.
+    Deliver(Delivery),
+    /// The server cancels a consumer (its queue was deleted).
+    Cancel { channel: u16, consumer_id: u64 },
+    /// Close the whole connection (admin close, shutdown).
+    Close { code: u16, text: String },
+}
+
+/// A message on its way to a consumer.
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: u16,
+    pub consumer_id: u64,
+    pub queue: Arc<Queue>,
+    pub message: QueuedMessage,
+}
+
+/// A queue's record of one consumer.
+#[derive(Debug)]
+pub struct ConsumerEntry {
+    pub id: u64,
+    pub tag: Arc<str>,
+    pub connection_id: u64,
+    pub channel: u16,
+    pub tx: UnboundedSender<ClientEvent>,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Deliveries unacked (manual ack) or unwritten (no-ack) by this consumer.
+    pub outstanding: u32,
+    /// Limit on `outstanding`; 0 = none (manual ack without prefetch).
+    pub limit: u32,
+}
+
+impl ConsumerEntry {
+    pub fn has_credit(&self) -> bool {
+        self.limit == 0 || self.outstanding < self.limit
+    }
+}
+
+/// Parameters of a new consumer, as the channel asks for it.
+pub struct ConsumerSpec {
+    pub id: u64,
+    pub tag: Arc<str>,
+    pub connection_id: u64,
+    pub channel: u16,
+    pub tx: UnboundedSender<ClientEvent>,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub prefetch: u16,
+}
+
+impl From<ConsumerSpec> for ConsumerEntry {
+    fn from(s: ConsumerSpec) -> Self {
+        ConsumerEntry {
+            id: s.id,
+            tag: s.tag,
+            connection_id: s.connection_id,
+            channel: s.channel,
+            tx: s.tx,
+            no_ack: s.no_ack,
+            exclusive: s.exclusive,
+            outstanding: 0,
+            limit: if s.no_ack {
+                NO_ACK_WINDOW
+            } else {
+                u32::from(s.prefetch)
+            },
+        }
+    }
+}

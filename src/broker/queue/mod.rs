@@ -1,0 +1,229 @@
+//! Queues: identity, flags and arguments, plus the operations channels use (publish, consume, get,
+//! settle, requeue, purge, delete). State sits behind one short, non-async mutex per queue, touched
+//! directly by publishing and consuming connections: no queue task, no extra hop per message.
+
+pub mod classic;
+pub mod consumer;
+
+use crate::broker::message::{Message, QueuedMessage};
+use crate::error::{AmqpError, AmqpResult};
+use amq_protocol::types::FieldTable;
+use classic::ClassicState;
+use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Declared properties of a queue, compared on redeclare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueOptions {
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// Counters read by the stats endpoint; relaxed increments only.
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+    pub redelivered: AtomicU64,
+}
+
+/// One queue in a vhost.
+#[derive(Debug)]
+pub struct Queue {
+    pub name: Arc<str>,
+    pub vhost: Arc<str>,
+    pub options: QueueOptions,
+    /// Connection that owns an exclusive queue.
+    pub owner: Option<u64>,
+    state: Mutex<ClassicState>,
+    deleted: AtomicBool,
+    pub counters: QueueCounters,
+}
+
+/// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
+pub struct Cancelled {
+    pub tx: tokio::sync::mpsc::UnboundedSender<ClientEvent>,
+    pub channel: u16,
+    pub consumer_id: u64,
+}
+
+impl Queue {
+    pub fn new(
+        vhost: Arc<str>,
+        name: Arc<str>,
+        options: QueueOptions,
+        owner: Option<u64>,
+    ) -> Queue {
+        Queue {
+            name,
+            vhost,
+            options,
+            owner,
+            state: Mutex::new(ClassicState::default()),
+            deleted: AtomicBool::new(false),
+            counters: QueueCounters::default(),
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Relaxed)
+    }
+
+    /// `'name' in vhost '/'`, as RabbitMQ words it in errors.
+    pub fn describe(&self) -> String {
+        format!("queue '{}' in vhost '{}'", self.name, self.vhost)
+    }
+
+    /// Enqueue a routed message and hand it on if a consumer has credit. False if deleted.
+    pub fn publish(self: &Arc<Self>, msg: Message) -> bool {
+        let mut st = self.state.lock();
+        if self.is_deleted() {
+            return false;
+        }
+        st.push(msg);
+        st.dispatch(self);
+        drop(st);
+        self.counters.published.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Take the head message for basic.get; with `no_ack` false it counts as unacked.
+    /// Returns the message and how many remain ready.
+    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        let mut st = self.state.lock();
+        let m = st.pop()?;
+        if !no_ack {
+            st.unacked += 1;
+        }
+        let left = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        drop(st);
+        self.counters.delivered.fetch_add(1, Relaxed);
+        Some((m, left))
+    }
+
+    /// Attach a consumer and start dispatching to it.
+    pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec) -> AmqpResult<()> {
+        let mut st = self.state.lock();
+        if self.is_deleted() {
+            return Err(AmqpError::not_found(format!("no {}", self.describe())));
+        }
+        if st.consumers.iter().any(|c| c.exclusive) || (spec.exclusive && !st.consumers.is_empty())
+        {
+            return Err(AmqpError::access_refused(format!(
+                "{} in exclusive use",
+                self.describe()
+            )));
+        }
+        st.consumers.push(ConsumerEntry::from(spec));
+        st.had_consumer = true;
+        st.dispatch(self);
+        Ok(())
+    }
+
+    /// Detach a consumer. Returns true when the queue is auto-delete and this was its last consumer.
+    pub fn remove_consumer(&self, consumer_id: u64) -> bool {
+        let mut st = self.state.lock();
+        let before = st.consumers.len();
+        st.consumers.retain(|c| c.id != consumer_id);
+        if st.cursor >= st.consumers.len() {
+            st.cursor = 0;
+        }
+        before != st.consumers.len() && self.options.auto_delete && st.consumers.is_empty()
+    }
+
+    /// Settle `n` deliveries: acked (manual ack) or written to the socket (no-ack). Returns credit
+    /// to the consumer and dispatches more.
+    pub fn settle(self: &Arc<Self>, consumer_id: Option<u64>, n: u32, manual: bool) {
+        let mut st = self.state.lock();
+        if manual {
+            st.unacked = st.unacked.saturating_sub(u64::from(n));
+            self.counters.acked.fetch_add(u64::from(n), Relaxed);
+        }
+        if let Some(id) = consumer_id {
+            if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
+                c.outstanding = c.outstanding.saturating_sub(n);
+            }
+        }
+        if !st.ready.is_empty() {
+            st.dispatch(self);
+        }
+    }
+
+    /// Put unacked messages back (nack/reject with requeue, channel or connection closed, consumer
+    /// gone), in their original order, marked redelivered.
+    pub fn requeue(
+        self: &Arc<Self>,
+        consumer_id: Option<u64>,
+        msgs: impl IntoIterator<Item = QueuedMessage>,
+    ) {
+        let mut st = self.state.lock();
+        let mut n = 0u32;
+        for m in msgs {
+            n += 1;
+            if !self.is_deleted() {
+                st.requeue(m);
+            }
+        }
+        st.unacked = st.unacked.saturating_sub(u64::from(n));
+        if let Some(id) = consumer_id {
+            if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
+                c.outstanding = c.outstanding.saturating_sub(n);
+            }
+        }
+        self.counters.redelivered.fetch_add(u64::from(n), Relaxed);
+        st.dispatch(self);
+    }
+
+    /// Drop unacked messages for good (nack/reject without requeue): only the counts change.
+    pub fn discard(self: &Arc<Self>, consumer_id: Option<u64>, n: u32) {
+        self.settle(consumer_id, n, true);
+    }
+
+    pub fn purge(&self) -> u32 {
+        self.state.lock().purge()
+    }
+
+    /// Ready messages (what declare-ok reports).
+    pub fn message_count(&self) -> u32 {
+        u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
+    }
+
+    /// (ready, unacked, ready bytes, consumers) in one lock.
+    pub fn snapshot(&self) -> (u64, u64, u64, u32) {
+        let st = self.state.lock();
+        let c = u32::try_from(st.consumers.len()).unwrap_or(u32::MAX);
+        (st.ready.len() as u64, st.unacked, st.ready_bytes, c)
+    }
+
+    /// Is a consumer with this tag attached from that channel? (basic.consume tag uniqueness is
+    /// per channel, checked by the channel itself.)
+    pub fn is_unused(&self) -> bool {
+        self.state.lock().consumers.is_empty()
+    }
+
+    /// Mark deleted, drop the messages, and return the consumers to cancel and the ready count.
+    pub fn delete(&self) -> (u32, Vec<Cancelled>) {
+        let mut st = self.state.lock();
+        self.deleted.store(true, Relaxed);
+        let n = st.purge();
+        let cancelled = st
+            .consumers
+            .drain(..)
+            .map(|c| Cancelled {
+                tx: c.tx,
+                channel: c.channel,
+                consumer_id: c.id,
+            })
+            .collect();
+        (n, cancelled)
+    }
+}

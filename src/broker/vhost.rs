@@ -1,0 +1,531 @@
+//! A virtual host: its exchanges and queues, the topology operations (declare, delete, bind,
+//! unbind, purge) with RabbitMQ's checks and wording, and routing across exchange-to-exchange
+//! bindings and alternate exchanges.
+
+use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions, LazyHeaders};
+use crate::broker::message::Message;
+use crate::broker::queue::consumer::ClientEvent;
+use crate::broker::queue::{Queue, QueueOptions};
+use crate::error::{AmqpError, AmqpResult};
+use amq_protocol::types::FieldTable;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// Exchanges every vhost starts with.
+const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("", ExchangeKind::Direct),
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+/// One virtual host.
+#[derive(Debug)]
+pub struct VHost {
+    pub name: Arc<str>,
+    exchanges: DashMap<Arc<str>, Arc<Exchange>>,
+    queues: DashMap<Arc<str>, Arc<Queue>>,
+    /// Serializes topology changes so check-then-act sequences (declare, delete with if-unused,
+    /// bind) are atomic. Never taken on the publish path.
+    topology: Mutex<()>,
+}
+
+/// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
+pub struct Declared {
+    pub name: Arc<str>,
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+fn inequivalent(
+    what: &str,
+    arg: &str,
+    obj: &str,
+    received: impl std::fmt::Display,
+    current: impl std::fmt::Display,
+) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{arg}' for {what} '{obj}': received '{received}' but current is '{current}'"
+    ))
+}
+
+fn reserved(name: &str) -> bool {
+    name.starts_with("amq.")
+}
+
+impl VHost {
+    pub fn new(name: &str) -> VHost {
+        let name: Arc<str> = Arc::from(name);
+        let v = VHost {
+            name: name.clone(),
+            exchanges: DashMap::new(),
+            queues: DashMap::new(),
+            topology: Mutex::new(()),
+        };
+        for (n, kind) in PREDECLARED {
+            let opts = ExchangeOptions {
+                kind: *kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            };
+            v.exchanges.insert(
+                Arc::from(*n),
+                Arc::new(Exchange::new(name.clone(), Arc::from(*n), opts)),
+            );
+        }
+        v
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges.get(name).map(|e| e.value().clone())
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.get(name).map(|q| q.value().clone())
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|e| e.value().clone()).collect()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Look a queue up for use by connection `conn`, enforcing exclusivity (405).
+    pub fn queue_for(&self, name: &str, conn: u64) -> AmqpResult<Arc<Queue>> {
+        let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
+        check_owner(&q, conn)?;
+        Ok(q)
+    }
+
+    pub fn declare_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        passive: bool,
+        opts: impl FnOnce(ExchangeKind) -> ExchangeOptions,
+    ) -> AmqpResult<Arc<Exchange>> {
+        let _t = self.topology.lock();
+        if passive {
+            return self.exchange(name).ok_or_else(|| self.no_exchange(name));
+        }
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let Some(kind) = ExchangeKind::parse(kind) else {
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{kind}'"
+            )));
+        };
+        let opts = opts(kind);
+        if let Some(e) = self.exchange(name) {
+            let o = &e.options;
+            let what = "exchange";
+            let obj = format!("{name}' in vhost '{}", self.name);
+            if o.kind != opts.kind {
+                return Err(inequivalent(
+                    what,
+                    "type",
+                    &obj,
+                    opts.kind.as_str(),
+                    o.kind.as_str(),
+                ));
+            }
+            if o.durable != opts.durable {
+                return Err(inequivalent(what, "durable", &obj, opts.durable, o.durable));
+            }
+            if o.auto_delete != opts.auto_delete {
+                return Err(inequivalent(
+                    what,
+                    "auto_delete",
+                    &obj,
+                    opts.auto_delete,
+                    o.auto_delete,
+                ));
+            }
+            if o.internal != opts.internal {
+                return Err(inequivalent(
+                    what,
+                    "internal",
+                    &obj,
+                    opts.internal,
+                    o.internal,
+                ));
+            }
+            if o.arguments != opts.arguments {
+                return Err(inequivalent(what, "arguments", &obj, "different", "set"));
+            }
+            return Ok(e);
+        }
+        if reserved(name) {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        self.exchanges.insert(e.name.clone(), e.clone());
+        Ok(e)
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        let _t = self.topology.lock();
+        if name.is_empty() || reserved(name) {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on exchange '{name}' in vhost '{}'",
+                self.name
+            )));
+        }
+        let Some(e) = self.exchange(name) else {
+            // RabbitMQ treats deleting a missing exchange as done.
+            return Ok(());
+        };
+        if if_unused && e.has_bindings() {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                e.describe()
+            )));
+        }
+        self.remove_exchange(&e);
+        Ok(())
+    }
+
+    /// Drop an exchange and every binding that leads to it (topology lock held).
+    fn remove_exchange(&self, e: &Arc<Exchange>) {
+        self.exchanges.remove(&e.name);
+        e.mark_deleted();
+        let dest = Dest::Exchange(e.clone());
+        for other in self.exchanges() {
+            if other.unbind_dest(&dest) > 0 {
+                self.maybe_auto_delete(&other);
+            }
+        }
+    }
+
+    /// An auto-delete exchange goes when its last binding (as source) goes.
+    fn maybe_auto_delete(&self, e: &Arc<Exchange>) {
+        if e.options.auto_delete && !e.has_bindings() && !e.is_default() {
+            self.remove_exchange(e);
+        }
+    }
+
+    pub fn declare_queue(
+        &self,
+        name: &str,
+        passive: bool,
+        opts: QueueOptions,
+        conn: u64,
+    ) -> AmqpResult<Declared> {
+        let _t = self.topology.lock();
+        if passive {
+            let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
+            check_owner(&q, conn)?;
+            return Ok(declared(&q));
+        }
+        if let Some(q) = self.queue(name) {
+            check_owner(&q, conn)?;
+            let o = &q.options;
+            let obj = format!("{name}' in vhost '{}", self.name);
+            if o.durable != opts.durable {
+                return Err(inequivalent(
+                    "queue",
+                    "durable",
+                    &obj,
+                    opts.durable,
+                    o.durable,
+                ));
+            }
+            if o.exclusive != opts.exclusive {
+                return Err(inequivalent(
+                    "queue",
+                    "exclusive",
+                    &obj,
+                    opts.exclusive,
+                    o.exclusive,
+                ));
+            }
+            if o.auto_delete != opts.auto_delete {
+                return Err(inequivalent(
+                    "queue",
+                    "auto_delete",
+                    &obj,
+                    opts.auto_delete,
+                    o.auto_delete,
+                ));
+            }
+            for (k, v) in opts.arguments.inner() {
+                if o.arguments.inner().get(k) != Some(v) {
+                    return Err(inequivalent(
+                        "queue",
+                        k.as_str(),
+                        &obj,
+                        format!("{v:?}"),
+                        format!("{:?}", o.arguments.inner().get(k)),
+                    ));
+                }
+            }
+            return Ok(declared(&q));
+        }
+        let name: Arc<str> = if name.is_empty() {
+            Arc::from(generate_name("amq.gen-").as_str())
+        } else if reserved(name) {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        } else {
+            Arc::from(name)
+        };
+        let owner = opts.exclusive.then_some(conn);
+        let q = Arc::new(Queue::new(self.name.clone(), name.clone(), opts, owner));
+        self.queues.insert(name, q.clone());
+        Ok(declared(&q))
+    }
+
+    /// queue.delete; returns the number of ready messages dropped.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        conn: u64,
+    ) -> AmqpResult<u32> {
+        let _t = self.topology.lock();
+        let Some(q) = self.queue(name) else {
+            return Ok(0);
+        };
+        check_owner(&q, conn)?;
+        if if_unused && !q.is_unused() {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                q.describe()
+            )));
+        }
+        if if_empty && q.message_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} not empty",
+                q.describe()
+            )));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Delete a queue the broker decided to drop (auto-delete, exclusive owner gone).
+    pub fn drop_queue(&self, q: &Arc<Queue>) {
+        let _t = self.topology.lock();
+        if let Some(cur) = self.queue(&q.name) {
+            if Arc::ptr_eq(&cur, q) {
+                self.remove_queue(q);
+            }
+        }
+    }
+
+    /// Remove a queue, its bindings, and tell its consumers (topology lock held).
+    fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        self.queues.remove(&q.name);
+        let dest = Dest::Queue(q.clone());
+        for e in self.exchanges() {
+            if e.unbind_dest(&dest) > 0 {
+                self.maybe_auto_delete(&e);
+            }
+        }
+        let (n, cancelled) = q.delete();
+        for c in cancelled {
+            let _ = c.tx.send(ClientEvent::Cancel {
+                channel: c.channel,
+                consumer_id: c.consumer_id,
+            });
+        }
+        n
+    }
+
+    /// Exclusive queues of a closing connection.
+    pub fn drop_exclusive(&self, conn: u64) {
+        let owned: Vec<_> = self
+            .queues()
+            .into_iter()
+            .filter(|q| q.owner == Some(conn))
+            .collect();
+        for q in owned {
+            self.drop_queue(&q);
+        }
+    }
+
+    pub fn purge_queue(&self, name: &str, conn: u64) -> AmqpResult<u32> {
+        Ok(self.queue_for(name, conn)?.purge())
+    }
+
+    fn source_for_bind(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on the default exchange"
+            )));
+        }
+        self.exchange(name).ok_or_else(|| self.no_exchange(name))
+    }
+
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        args: &FieldTable,
+        conn: u64,
+    ) -> AmqpResult<()> {
+        let _t = self.topology.lock();
+        let q = self.queue_for(queue, conn)?;
+        let e = self.source_for_bind(exchange)?;
+        e.bind(Dest::Queue(q), key, args)
+            .map_err(AmqpError::precondition_failed)?;
+        Ok(())
+    }
+
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        args: &FieldTable,
+        conn: u64,
+    ) -> AmqpResult<()> {
+        let _t = self.topology.lock();
+        let q = self.queue_for(queue, conn)?;
+        let e = self.source_for_bind(exchange)?;
+        if e.unbind(&Dest::Queue(q), key, args) {
+            self.maybe_auto_delete(&e);
+        }
+        Ok(())
+    }
+
+    pub fn bind_exchange(
+        &self,
+        dest: &str,
+        source: &str,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        let _t = self.topology.lock();
+        let d = self.source_for_bind(dest)?;
+        let s = self.source_for_bind(source)?;
+        s.bind(Dest::Exchange(d), key, args)
+            .map_err(AmqpError::precondition_failed)?;
+        Ok(())
+    }
+
+    pub fn unbind_exchange(
+        &self,
+        dest: &str,
+        source: &str,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        let _t = self.topology.lock();
+        let d = self.source_for_bind(dest)?;
+        let s = self.source_for_bind(source)?;
+        if s.unbind(&Dest::Exchange(d), key, args) {
+            self.maybe_auto_delete(&s);
+        }
+        Ok(())
+    }
+
+    /// Every queue `msg` reaches from `ex`, each once, following exchange-to-exchange bindings
+    /// (cycles are cut) and alternate exchanges. `visited` is scratch space the caller reuses.
+    pub fn route(
+        &self,
+        ex: &Arc<Exchange>,
+        msg: &Message,
+        out: &mut Vec<Arc<Queue>>,
+        visited: &mut Vec<usize>,
+    ) {
+        visited.clear();
+        let mut hdrs = LazyHeaders::default();
+        self.route_into(ex, msg, &mut hdrs, out, visited);
+        if out.len() > 1 {
+            out.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+    }
+
+    fn route_into(
+        &self,
+        ex: &Arc<Exchange>,
+        msg: &Message,
+        hdrs: &mut LazyHeaders,
+        out: &mut Vec<Arc<Queue>>,
+        visited: &mut Vec<usize>,
+    ) {
+        let id = Arc::as_ptr(ex) as usize;
+        if visited.contains(&id) {
+            return;
+        }
+        visited.push(id);
+        let before = out.len();
+        let mut hops: Vec<Arc<Exchange>> = Vec::new();
+        if ex.is_default() {
+            if let Ok(name) = std::str::from_utf8(&msg.routing_key) {
+                if let Some(q) = self.queues.get(name) {
+                    out.push(q.value().clone());
+                }
+            }
+        } else {
+            ex.route_local(msg, hdrs, &mut |d| match d {
+                Dest::Queue(q) => out.push(q.clone()),
+                Dest::Exchange(e) => hops.push(e.clone()),
+            });
+        }
+        let mut reached = out.len() > before;
+        for e in hops {
+            let b = out.len();
+            self.route_into(&e, msg, hdrs, out, visited);
+            reached |= out.len() > b;
+        }
+        if !reached {
+            if let Some(ae) = ex.alternate.as_deref().and_then(|n| self.exchange(n)) {
+                self.route_into(&ae, msg, hdrs, out, visited);
+            }
+        }
+    }
+}
+
+fn declared(q: &Arc<Queue>) -> Declared {
+    let (ready, _, _, consumers) = q.snapshot();
+    Declared {
+        name: q.name.clone(),
+        messages: u32::try_from(ready).unwrap_or(u32::MAX),
+        consumers,
+    }
+}
+
+fn check_owner(q: &Queue, conn: u64) -> AmqpResult<()> {
+    match q.owner {
+        Some(o) if o != conn => Err(AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+            q.describe()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `amq.gen-` / `amq.ctag-` names: a prefix and 22 url-safe base64 characters of randomness.
+pub fn generate_name(prefix: &str) -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}

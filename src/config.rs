@@ -1,0 +1,697 @@
+//! Broker configuration: defaults that run out of the box, `config.toml`, `WARREN_…` environment
+//! overrides and CLI flags, in that order of precedence (CLI wins).
+
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The file [`Config::load`] reads when no path is given (relative to the working directory).
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// Largest message body a broker may be configured to accept (RabbitMQ's hard limit, 512 MiB).
+pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// Smallest `frame_max` AMQP 0-9-1 allows (`frame-min-size`).
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// Why a configuration could not be loaded or is not usable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// An explicitly named config file does not exist.
+    #[error("config file {} not found", path.display())]
+    NotFound { path: PathBuf },
+    /// The config file exists but could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys / wrong types.
+    #[error("invalid config file {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A `WARREN_…` environment variable has a value that cannot be used.
+    #[error("invalid environment variable {var}={value:?}: {reason}")]
+    Env {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// A setting is out of range or inconsistent with another (`key` names it as in config.toml).
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    /// A `[[users]]` entry is unusable.
+    #[error("invalid user {user:?}: {reason}")]
+    User { user: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything the broker reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the AMQP listener binds to.
+    pub bind: String,
+    /// AMQP port (5672). 0 picks an ephemeral port (tests).
+    pub port: u16,
+    /// HTTP stats/management port (15672). 0 picks an ephemeral port.
+    pub http_port: u16,
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// tracing filter, e.g. "info" or "warren=debug".
+    pub log_level: String,
+    /// Name reported as `cluster_name` in connection.start.
+    pub cluster_name: String,
+    pub limits: Limits,
+    /// Users; when empty, `guest`/`guest` with tag administrator on vhost `/`.
+    pub users: Vec<UserConfig>,
+    /// Virtual hosts that exist; `/` by default.
+    pub vhosts: Vec<String>,
+    /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
+    pub guest_loopback_only: bool,
+}
+
+/// Negotiation limits and sizes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest frame we accept and offer in connection.tune (min 4096).
+    pub frame_max: u32,
+    /// Highest channel number offered in connection.tune.
+    pub channel_max: u16,
+    /// Heartbeat interval offered in connection.tune, seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest message body accepted, bytes.
+    pub max_message_size: u64,
+    /// Seconds a client has to finish the handshake.
+    pub handshake_timeout: u64,
+}
+
+/// One configured user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// Plain password (hashed at load, never kept) …
+    #[serde(default)]
+    pub password: Option<String>,
+    /// … or a RabbitMQ `rabbit_password_hashing_sha256` hash (base64 of salt(4) + sha256(salt+pw)).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Vhosts this user may open; empty means all.
+    #[serde(default)]
+    pub vhosts: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 16 * 1024 * 1024,
+            handshake_timeout: 10,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "0.0.0.0".into(),
+            port: 5672,
+            http_port: 15672,
+            data_dir: PathBuf::from("./data"),
+            log_level: "info".into(),
+            cluster_name: "warren".into(),
+            limits: Limits::default(),
+            users: Vec::new(),
+            vhosts: vec!["/".into()],
+            guest_loopback_only: true,
+        }
+    }
+}
+
+/// The environment variables [`Config::apply_env`] reads, with the key each one overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("WARREN_BIND", "bind"),
+    ("WARREN_PORT", "port"),
+    ("WARREN_HTTP_PORT", "http_port"),
+    ("WARREN_DATA_DIR", "data_dir"),
+    ("WARREN_LOG_LEVEL", "log_level"),
+    ("WARREN_GUEST_LOOPBACK_ONLY", "guest_loopback_only"),
+];
+
+impl Config {
+    /// Reads a TOML config file over the defaults (keys left out keep their default).
+    ///
+    /// With `Some(path)` the file must exist. With `None`, [`DEFAULT_CONFIG_FILE`] in the working
+    /// directory is read if it exists, and the defaults are used if it does not.
+    ///
+    /// This does not apply the environment nor validate: see [`Config::apply_env`] and
+    /// [`Config::validate`].
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::from_toml_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.clone(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if explicit {
+                    Err(ConfigError::NotFound { path })
+                } else {
+                    Ok(Config::default())
+                }
+            }
+            Err(source) => Err(ConfigError::Io { path, source }),
+        }
+    }
+
+    /// Parses a TOML document over the defaults.
+    pub fn from_toml_str(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Overrides settings from the process environment (see [`ENV_VARS`]). Unset variables are
+    /// left alone; a set variable with an unusable value is an error naming it.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_env_from(|var| std::env::var_os(var))
+    }
+
+    /// [`Config::apply_env`] with the variables looked up through `lookup` (for tests and
+    /// embedders that keep their own environment).
+    pub fn apply_env_from<F>(&mut self, lookup: F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str) -> Option<std::ffi::OsString>,
+    {
+        let get = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match lookup(var) {
+                None => Ok(None),
+                Some(os) => match os.into_string() {
+                    Ok(s) => Ok(Some(s)),
+                    Err(os) => Err(ConfigError::Env {
+                        var,
+                        value: os.to_string_lossy().into_owned(),
+                        reason: "not valid UTF-8".into(),
+                    }),
+                },
+            }
+        };
+        let env_err = |var: &'static str, value: &str, reason: String| ConfigError::Env {
+            var,
+            value: value.to_string(),
+            reason,
+        };
+
+        if let Some(v) = get("WARREN_BIND")? {
+            check_bind(&v).map_err(|r| env_err("WARREN_BIND", &v, r))?;
+            self.bind = v;
+        }
+        if let Some(v) = get("WARREN_PORT")? {
+            self.port = parse_port(&v).map_err(|r| env_err("WARREN_PORT", &v, r))?;
+        }
+        if let Some(v) = get("WARREN_HTTP_PORT")? {
+            self.http_port = parse_port(&v).map_err(|r| env_err("WARREN_HTTP_PORT", &v, r))?;
+        }
+        if let Some(v) = get("WARREN_DATA_DIR")? {
+            if v.trim().is_empty() {
+                return Err(env_err("WARREN_DATA_DIR", &v, "must not be empty".into()));
+            }
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("WARREN_LOG_LEVEL")? {
+            check_log_level(&v).map_err(|r| env_err("WARREN_LOG_LEVEL", &v, r))?;
+            self.log_level = v;
+        }
+        if let Some(v) = get("WARREN_GUEST_LOOPBACK_ONLY")? {
+            self.guest_loopback_only =
+                parse_bool(&v).map_err(|r| env_err("WARREN_GUEST_LOOPBACK_ONLY", &v, r))?;
+        }
+        Ok(())
+    }
+
+    /// Checks every setting: ranges (`frame_max` ≥ 4096, …), the log filter, vhosts and users
+    /// (exactly one of `password` / `password_hash`, well-formed hashes, known vhosts, unique
+    /// names).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_bind(&self.bind).map_err(|r| ConfigError::invalid("bind", r))?;
+        if self.port != 0 && self.port == self.http_port {
+            return Err(ConfigError::invalid(
+                "http_port",
+                format!("must differ from port ({})", self.port),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data_dir", "must not be empty"));
+        }
+        check_log_level(&self.log_level).map_err(|r| ConfigError::invalid("log_level", r))?;
+        if self.cluster_name.trim().is_empty() {
+            return Err(ConfigError::invalid("cluster_name", "must not be empty"));
+        }
+
+        let l = &self.limits;
+        if l.frame_max < FRAME_MIN_SIZE {
+            return Err(ConfigError::invalid(
+                "limits.frame_max",
+                format!(
+                    "{} is below the AMQP minimum of {FRAME_MIN_SIZE}",
+                    l.frame_max
+                ),
+            ));
+        }
+        if l.channel_max == 0 {
+            return Err(ConfigError::invalid(
+                "limits.channel_max",
+                "must be at least 1",
+            ));
+        }
+        if l.max_message_size == 0 || l.max_message_size > MAX_MESSAGE_SIZE_LIMIT {
+            return Err(ConfigError::invalid(
+                "limits.max_message_size",
+                format!(
+                    "{} is outside 1..={MAX_MESSAGE_SIZE_LIMIT} bytes",
+                    l.max_message_size
+                ),
+            ));
+        }
+        if l.handshake_timeout == 0 {
+            return Err(ConfigError::invalid(
+                "limits.handshake_timeout",
+                "must be at least 1 second",
+            ));
+        }
+
+        if self.vhosts.is_empty() {
+            return Err(ConfigError::invalid(
+                "vhosts",
+                "at least one vhost is needed",
+            ));
+        }
+        for (i, v) in self.vhosts.iter().enumerate() {
+            if v.is_empty() {
+                return Err(ConfigError::invalid(
+                    "vhosts",
+                    "a vhost name must not be empty",
+                ));
+            }
+            if v.len() > 255 {
+                return Err(ConfigError::invalid(
+                    "vhosts",
+                    format!("vhost name {v:?} is longer than 255 bytes"),
+                ));
+            }
+            if self.vhosts[..i].contains(v) {
+                return Err(ConfigError::invalid(
+                    "vhosts",
+                    format!("vhost {v:?} is listed twice"),
+                ));
+            }
+        }
+
+        // Users are checked by building them, so the broker and this check can never disagree.
+        crate::auth::Users::from_config(self).map(|_| ())
+    }
+
+    /// A config for tests: loopback, ephemeral ports, the given data dir.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 0,
+            http_port: 0,
+            data_dir: data_dir.into(),
+            log_level: "warn".into(),
+            ..Config::default()
+        }
+    }
+}
+
+/// `bind` must be an IP address or a host name.
+fn check_bind(v: &str) -> Result<(), String> {
+    if v.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let host_ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if host_ok {
+        Ok(())
+    } else {
+        Err("expected an IP address (e.g. 0.0.0.0, 127.0.0.1, ::) or a host name".into())
+    }
+}
+
+fn parse_port(v: &str) -> Result<u16, String> {
+    v.trim()
+        .parse::<u16>()
+        .map_err(|_| "expected a port number 0-65535 (0 picks a free port)".into())
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A log level is a `tracing` filter: a level (`info`), or comma-separated directives such as
+/// `info,warren::connection=debug`. A bare word must be a level name, so that a typo like
+/// `verbose` is an error rather than a filter for a module called `verbose`.
+pub fn check_log_level(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("must not be empty (try info)".into());
+    }
+    for directive in v.split(',') {
+        let d = directive.trim();
+        if d.is_empty() {
+            return Err("empty directive between commas".into());
+        }
+        let bare = !d.contains(['=', '[', ':']);
+        if bare && !LEVELS.contains(&d.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "unknown level {d:?}; expected one of {} or target=level directives",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(v)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // tests tweak one field of a default at a time
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_as_documented() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.port, 5672);
+        assert_eq!(c.http_port, 15672);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.limits.frame_max, 131_072);
+        assert_eq!(c.limits.channel_max, 2047);
+        assert_eq!(c.limits.heartbeat, 60);
+        assert_eq!(c.limits.max_message_size, 16 * 1024 * 1024);
+        assert_eq!(c.vhosts, vec!["/".to_string()]);
+        assert!(c.guest_loopback_only);
+        Config::for_tests("/tmp/x").validate().unwrap();
+    }
+
+    #[test]
+    fn repo_config_toml_parses_validates_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let c = Config::load(Some(&path)).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(c.bind, d.bind);
+        assert_eq!(c.port, d.port);
+        assert_eq!(c.http_port, d.http_port);
+        assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.log_level, d.log_level);
+        assert_eq!(c.cluster_name, d.cluster_name);
+        assert_eq!(c.limits.frame_max, d.limits.frame_max);
+        assert_eq!(c.limits.channel_max, d.limits.channel_max);
+        assert_eq!(c.limits.heartbeat, d.limits.heartbeat);
+        assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
+        assert_eq!(c.limits.handshake_timeout, d.limits.handshake_timeout);
+        assert_eq!(c.vhosts, d.vhosts);
+        assert_eq!(c.guest_loopback_only, d.guest_loopback_only);
+        let users = crate::auth::Users::from_config(&c).unwrap();
+        let guest = users
+            .authenticate("guest", b"guest")
+            .expect("guest/guest logs in");
+        assert!(guest.tags.iter().any(|t| t == "administrator"));
+        assert!(guest.can_access_vhost("/"));
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_toml_str("port = 5673\n[limits]\nframe_max = 8192\n").unwrap();
+        assert_eq!(c.port, 5673);
+        assert_eq!(c.limits.frame_max, 8192);
+        assert_eq!(c.limits.channel_max, 2047);
+        assert_eq!(c.http_port, 15672);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_rejected() {
+        assert!(Config::from_toml_str("prot = 1").is_err());
+        assert!(Config::from_toml_str("port = \"x\"").is_err());
+        assert!(Config::from_toml_str("port = 70000").is_err());
+        assert!(Config::from_toml_str("[limits]\nframemax = 1").is_err());
+        assert!(Config::from_toml_str("[[users]]\nname = \"a\"\npasswd = \"b\"").is_err());
+    }
+
+    #[test]
+    fn load_missing_default_is_defaults_but_missing_explicit_is_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        match Config::load(Some(&missing)) {
+            Err(ConfigError::NotFound { path }) => assert_eq!(path, missing),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        // `None` reads ./config.toml; whether or not it exists, it must load.
+        Config::load(None).unwrap();
+    }
+
+    #[test]
+    fn load_reports_parse_errors_with_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "port = [").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+        assert!(e.to_string().contains("bad.toml"), "{e}");
+
+        std::fs::write(&p, "bind = \"127.0.0.1\"\nport = 0\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.bind, "127.0.0.1");
+        assert_eq!(c.port, 0);
+    }
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut c = Config::default();
+        c.apply_env_from(env(&[
+            ("WARREN_BIND", "127.0.0.1"),
+            ("WARREN_PORT", "5999"),
+            ("WARREN_HTTP_PORT", "0"),
+            ("WARREN_DATA_DIR", "/var/lib/warren"),
+            ("WARREN_LOG_LEVEL", "debug,warren::connection=trace"),
+            ("WARREN_GUEST_LOOPBACK_ONLY", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(c.bind, "127.0.0.1");
+        assert_eq!(c.port, 5999);
+        assert_eq!(c.http_port, 0);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/warren"));
+        assert_eq!(c.log_level, "debug,warren::connection=trace");
+        assert!(!c.guest_loopback_only);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unset_env_changes_nothing() {
+        let mut c = Config::default();
+        c.apply_env_from(env(&[])).unwrap();
+        assert_eq!(c.port, 5672);
+        assert_eq!(c.bind, "0.0.0.0");
+    }
+
+    #[test]
+    fn bad_env_values_are_errors_naming_the_variable() {
+        for (var, val) in [
+            ("WARREN_PORT", "abc"),
+            ("WARREN_PORT", "65536"),
+            ("WARREN_PORT", ""),
+            ("WARREN_HTTP_PORT", "-1"),
+            ("WARREN_BIND", "not a host"),
+            ("WARREN_BIND", ""),
+            ("WARREN_DATA_DIR", ""),
+            ("WARREN_LOG_LEVEL", "verbose"),
+            ("WARREN_LOG_LEVEL", "warren=loud"),
+            ("WARREN_LOG_LEVEL", ""),
+            ("WARREN_GUEST_LOOPBACK_ONLY", "maybe"),
+        ] {
+            let mut c = Config::default();
+            let e = c.apply_env_from(env(&[(var, val)])).unwrap_err();
+            match &e {
+                ConfigError::Env { var: v, value, .. } => {
+                    assert_eq!(*v, var);
+                    assert_eq!(value, val);
+                }
+                other => panic!("{var}={val:?}: expected Env error, got {other:?}"),
+            }
+            assert!(e.to_string().contains(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "trace",
+            "warren=debug",
+            "info,warren::broker=trace",
+            " debug ",
+        ] {
+            check_log_level(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "loud", "info,,debug", "info,verbose", "warren=shout"] {
+            assert!(check_log_level(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn bind_values() {
+        for ok in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "::",
+            "::1",
+            "localhost",
+            "broker-1.example",
+        ] {
+            check_bind(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "a b", "-x", "x..y", "1.2.3.4:5672"] {
+            assert!(check_bind(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    fn invalid_key(c: &Config) -> String {
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validate_rejects_out_of_range_limits() {
+        let mut c = Config::default();
+        c.limits.frame_max = 4095;
+        assert_eq!(invalid_key(&c), "limits.frame_max");
+        c.limits.frame_max = 4096;
+        c.validate().unwrap();
+
+        let mut c = Config::default();
+        c.limits.channel_max = 0;
+        assert_eq!(invalid_key(&c), "limits.channel_max");
+
+        let mut c = Config::default();
+        c.limits.max_message_size = 0;
+        assert_eq!(invalid_key(&c), "limits.max_message_size");
+        c.limits.max_message_size = MAX_MESSAGE_SIZE_LIMIT + 1;
+        assert_eq!(invalid_key(&c), "limits.max_message_size");
+        c.limits.max_message_size = MAX_MESSAGE_SIZE_LIMIT;
+        c.validate().unwrap();
+
+        let mut c = Config::default();
+        c.limits.handshake_timeout = 0;
+        assert_eq!(invalid_key(&c), "limits.handshake_timeout");
+
+        // heartbeat 0 disables heartbeats: allowed.
+        let mut c = Config::default();
+        c.limits.heartbeat = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_rejects_bad_general_settings() {
+        let mut c = Config::default();
+        c.http_port = c.port;
+        assert_eq!(invalid_key(&c), "http_port");
+        c.port = 0;
+        c.http_port = 0;
+        c.validate().unwrap();
+
+        let mut c = Config::default();
+        c.bind = "no way".into();
+        assert_eq!(invalid_key(&c), "bind");
+
+        let mut c = Config::default();
+        c.log_level = "chatty".into();
+        assert_eq!(invalid_key(&c), "log_level");
+
+        let mut c = Config::default();
+        c.data_dir = PathBuf::new();
+        assert_eq!(invalid_key(&c), "data_dir");
+
+        let mut c = Config::default();
+        c.cluster_name = " ".into();
+        assert_eq!(invalid_key(&c), "cluster_name");
+    }
+
+    #[test]
+    fn validate_rejects_bad_vhosts() {
+        let mut c = Config::default();
+        c.vhosts.clear();
+        assert_eq!(invalid_key(&c), "vhosts");
+        c.vhosts = vec!["/".into(), "".into()];
+        assert_eq!(invalid_key(&c), "vhosts");
+        c.vhosts = vec!["/".into(), "/".into()];
+        assert_eq!(invalid_key(&c), "vhosts");
+        c.vhosts = vec!["/".into(), "x".repeat(256)];
+        assert_eq!(invalid_key(&c), "vhosts");
+        c.vhosts = vec!["/".into(), "staging".into()];
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_checks_users() {
+        let c = Config::from_toml_str(
+            "[[users]]\nname = \"app\"\npassword = \"s3cret\"\nvhosts = [\"nope\"]\n",
+        )
+        .unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::User { .. })));
+
+        let c = Config::from_toml_str("[[users]]\nname = \"app\"\n").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("app"), "{e}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Per-channel state, owned by the connection task (no lock): content assembly for publishes,
+//! delivery tags and the unacked list, consumers, prefetch, publisher-confirm bookkeeping.
+
+use crate::broker::exchange::Exchange;
+use crate::broker::message::QueuedMessage;
+use crate::broker::queue::consumer::Delivery;
+use crate::broker::queue::Queue;
+use crate::protocol::hot::{ContentHeader, Publish};
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Where a channel is in receiving a published message.
+#[derive(Debug, Default)]
+pub enum Content {
+    #[default]
+    Idle,
+    /// basic.publish seen, waiting for the content header.
+    Header(Publish),
+    /// Header seen, collecting body frames.
+    Body {
+        publish: Publish,
+        header: ContentHeader,
+        /// The first body frame, kept zero-copy while it is the only one.
+        first: Bytes,
+        /// Later frames are appended here (with `first` copied in front).
+        rest: BytesMut,
+        received: u64,
+    },
+}
+
+/// A delivery the client has not acked yet.
+#[derive(Debug)]
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Arc<Queue>,
+    /// None for basic.get.
+    pub consumer: Option<u64>,
+    pub message: QueuedMessage,
+}
+
+/// A consumer as its channel knows it.
+#[derive(Debug)]
+pub struct ChannelConsumer {
+    pub tag: Arc<str>,
+    pub queue: Arc<Queue>,
+    pub no_ack: bool,
+}
+
+/// One open channel.
+#[derive(Debug, Default)]
+pub struct Channel {
+    /// channel.close sent by us; everything but close/close-ok is ignored until close-ok.
+    pub closing: bool,
+    pub content: Content,
+    pub next_tag: u64,
+    pub unacked: VecDeque<Unacked>,
+    pub consumers: HashMap<u64, ChannelConsumer>,
+    pub prefetch: u16,
+    pub confirm: bool,
+    pub tx: bool,
+    /// Sequence number of the last publish in confirm mode.
+    pub publish_seq: u64,
+    /// Highest sequence number ready to be confirmed and not yet sent.
+    pub confirm_upto: u64,
+    /// Highest sequence number already confirmed to the client.
+    pub confirmed: u64,
+    /// channel.flow(active=false) from the client: hold deliveries.
+    pub paused: bool,
+    pub held: VecDeque<Delivery>,
+    /// The exchange last published to, to skip the map lookup for a run of publishes.
+    pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
+}
+
+impl Channel {
+    pub fn new() -> Channel {
+        Channel {
+            next_tag: 1,
+            ..Channel::default()
+        }
+    }
+
+    pub fn take_tag(&mut self) -> u64 {
+        let t = self.next_tag;
+        self.next_tag += 1;
+        t
+    }
+
+    pub fn find_consumer_tag(&self, tag: &str) -> Option<u64> {
+        self.consumers
+            .iter()
+            .find(|(_, c)| &*c.tag == tag)
+            .map(|(id, _)| *id)
+    }
+
+    /// Remove the unacked entries a client ack/nack/reject names: exactly `tag`, or with
+    /// `multiple` every tag up to it (0 = all). None when the tag is unknown (→ 406).
+    pub fn take_unacked(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
+        if multiple {
+            if tag == 0 {
+                return Some(self.unacked.drain(..).collect());
+            }
+            let end = self.unacked.partition_point(|u| u.tag <= tag);
+            if end == 0 || self.unacked[end - 1].tag != tag {
+                return None;
+            }
+            return Some(self.unacked.drain(..end).collect());
+        }
+        let i = self.unacked.binary_search_by_key(&tag, |u| u.tag).ok()?;
+        self.unacked.remove(i).map(|u| vec![u])
+    }
+}
+
+/// Apply `f` to runs of entries that share a queue and consumer, so each queue is locked once per
+/// run instead of once per message.
+pub fn for_each_run(
+    items: Vec<Unacked>,
+    mut f: impl FnMut(&Arc<Queue>, Option<u64>, Vec<QueuedMessage>),
+) {
+    let mut run: Vec<QueuedMessage> = Vec::new();
+    let mut key: Option<(Arc<Queue>, Option<u64>)> = None;
+    for u in items {
+        let same = matches!(&key, Some((q, c)) if Arc::ptr_eq(q, &u.queue) && *c == u.consumer);
+        if !same {
+            if let Some((q, c)) = key.take() {
+                f(&q, c, std::mem::take(&mut run));
+            }
+            key = Some((u.queue.clone(), u.consumer));
+        }
+        run.push(u.message);
+    }
+    if let Some((q, c)) = key {
+        f(&q, c, run);
+    }
+}

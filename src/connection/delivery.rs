@@ -1,0 +1,280 @@
+//! The consuming side of a channel: basic.consume/cancel/get, acks, nacks, rejects, recover, the
+//! deliveries queues push to this connection, and giving messages back when a channel ends.
+
+use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
+use super::Conn;
+use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
+use crate::broker::vhost::generate_name;
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol::hot::{self, AckArgs};
+use crate::protocol::BASIC_ACK;
+use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::types::ShortString;
+use std::sync::Arc;
+
+impl Conn {
+    pub(super) fn on_consume(&mut self, chan: u16, c: basic::Consume) -> AmqpResult<()> {
+        let q = self.vhost.queue_for(c.queue.as_str(), self.id)?;
+        let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
+            Arc::from(generate_name("amq.ctag-").as_str())
+        } else {
+            Arc::from(c.consumer_tag.as_str())
+        };
+        let id = self.broker.next_id();
+        let (conn_id, events) = (self.id, self.events_tx.clone());
+        let ch = self.ch(chan)?;
+        if ch.find_consumer_tag(&tag).is_some() {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let prefetch = ch.prefetch;
+        ch.consumers.insert(
+            id,
+            ChannelConsumer {
+                tag: tag.clone(),
+                queue: q.clone(),
+                no_ack: c.no_ack,
+            },
+        );
+        let spec = ConsumerSpec {
+            id,
+            tag: tag.clone(),
+            connection_id: conn_id,
+            channel: chan,
+            tx: events,
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            prefetch,
+        };
+        if let Err(e) = q.add_consumer(spec) {
+            self.ch(chan)?.consumers.remove(&id);
+            return Err(e);
+        }
+        // consume-ok still precedes every delivery: the queue hands deliveries over through the
+        // event channel, which this task reads only after this frame is handled.
+        if !c.nowait {
+            let ok = basic::ConsumeOk {
+                consumer_tag: ShortString::from(tag.to_string()),
+            };
+            self.send(chan, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_cancel(&mut self, chan: u16, c: basic::Cancel) -> AmqpResult<()> {
+        let ch = self.ch(chan)?;
+        if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
+            if let Some(cc) = ch.consumers.remove(&id) {
+                if cc.queue.remove_consumer(id) {
+                    self.vhost.drop_queue(&cc.queue);
+                }
+            }
+        }
+        if !c.nowait {
+            let ok = basic::CancelOk {
+                consumer_tag: c.consumer_tag,
+            };
+            self.send(chan, AMQPClass::Basic(basic::AMQPMethod::CancelOk(ok)));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_get(&mut self, chan: u16, g: basic::Get) -> AmqpResult<()> {
+        let q = self.vhost.queue_for(g.queue.as_str(), self.id)?;
+        let frame_max = self.frame_max;
+        self.ch(chan)?;
+        let Some((m, left)) = q.get(g.no_ack) else {
+            self.send(
+                chan,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
+            return Ok(());
+        };
+        let ch = self.ch(chan)?;
+        let tag = ch.take_tag();
+        let w = &mut self.wbuf;
+        let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
+            return Ok(());
+        };
+        hot::encode_get_ok(
+            w,
+            chan,
+            tag,
+            m.redelivered,
+            &m.msg.exchange,
+            &m.msg.routing_key,
+            left,
+        );
+        hot::encode_content_header(w, chan, m.msg.body.len() as u64, &m.msg.properties);
+        hot::encode_body(w, chan, &m.msg.body, frame_max);
+        if !g.no_ack {
+            ch.unacked.push_back(Unacked {
+                tag,
+                queue: q,
+                consumer: None,
+                message: m,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_ack(&mut self, chan: u16, method: u16, a: AckArgs) -> AmqpResult<()> {
+        let ch = self.ch(chan)?;
+        let Some(items) = ch.take_unacked(a.delivery_tag, a.multiple) else {
+            return Err(AmqpError::precondition_failed(format!(
+                "unknown delivery tag {}",
+                a.delivery_tag
+            )));
+        };
+        let requeue = method != BASIC_ACK && a.requeue;
+        for_each_run(items, |q, consumer, msgs| {
+            if requeue {
+                q.requeue(consumer, msgs);
+            } else {
+                let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+                q.settle(consumer, n, true);
+            }
+        });
+        Ok(())
+    }
+
+    pub(super) fn on_recover(&mut self, chan: u16, requeue: bool, reply: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let items: Vec<Unacked> = self.ch(chan)?.unacked.drain(..).collect();
+        for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        if reply {
+            self.send(
+                chan,
+                AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    /// Something a queue (or the server) sent this connection.
+    pub(super) fn handle_event(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Deliver(d) => self.deliver(d),
+            ClientEvent::Cancel {
+                channel,
+                consumer_id,
+            } => {
+                let notify = self.caps.consumer_cancel_notify;
+                if let Some(Some(ch)) = self.channels.get_mut(usize::from(channel)) {
+                    if let Some(c) = ch.consumers.remove(&consumer_id) {
+                        if notify && !ch.closing {
+                            let m = basic::Cancel {
+                                consumer_tag: ShortString::from(c.tag.to_string()),
+                                nowait: true,
+                            };
+                            self.send(channel, AMQPClass::Basic(basic::AMQPMethod::Cancel(m)));
+                        }
+                    }
+                }
+            }
+            ClientEvent::Close { code, text } => {
+                let e = AmqpError {
+                    scope: crate::error::Scope::Connection,
+                    code,
+                    text,
+                    class_id: 0,
+                    method_id: 0,
+                };
+                self.close_connection(e);
+            }
+        }
+    }
+
+    /// Write one delivery, or give it back if its consumer is gone.
+    fn deliver(&mut self, d: Delivery) {
+        let frame_max = self.frame_max;
+        let ch = match self.channels.get_mut(usize::from(d.channel)) {
+            Some(Some(ch)) if !ch.closing && !self.closing => ch,
+            _ => {
+                d.queue.requeue(Some(d.consumer_id), [d.message]);
+                return;
+            }
+        };
+        if ch.paused && ch.consumers.contains_key(&d.consumer_id) {
+            ch.held.push_back(d);
+            return;
+        }
+        let Channel {
+            consumers,
+            next_tag,
+            unacked,
+            ..
+        } = &mut **ch;
+        let Some(c) = consumers.get(&d.consumer_id) else {
+            // Cancelled (or a stale channel number reused): back to the queue.
+            d.queue.requeue(Some(d.consumer_id), [d.message]);
+            return;
+        };
+        let no_ack = c.no_ack;
+        let tag = *next_tag;
+        *next_tag += 1;
+        let m = &d.message;
+        let w = &mut self.wbuf;
+        hot::encode_deliver(
+            w,
+            d.channel,
+            c.tag.as_bytes(),
+            tag,
+            m.redelivered,
+            &m.msg.exchange,
+            &m.msg.routing_key,
+        );
+        hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, &m.msg.properties);
+        hot::encode_body(w, d.channel, &m.msg.body, frame_max);
+        d.queue
+            .counters
+            .delivered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if no_ack {
+            // Credit for no-ack consumers comes back once the batch is handed to the writer.
+            match self
+                .written
+                .iter_mut()
+                .find(|(q, c, _)| *c == d.consumer_id && Arc::ptr_eq(q, &d.queue))
+            {
+                Some(e) => e.2 += 1,
+                None => self.written.push((d.queue, d.consumer_id, 1)),
+            }
+        } else {
+            unacked.push_back(Unacked {
+                tag,
+                queue: d.queue,
+                consumer: Some(d.consumer_id),
+                message: d.message,
+            });
+        }
+    }
+
+    /// channel.flow(active=true): deliver what was held.
+    pub(super) fn release_held(&mut self, chan: u16) {
+        let held = match self.channels.get_mut(usize::from(chan)) {
+            Some(Some(ch)) => std::mem::take(&mut ch.held),
+            _ => return,
+        };
+        for d in held {
+            self.deliver(d);
+        }
+    }
+
+    /// A channel ends: cancel its consumers, give back its unacked and held messages.
+    pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
+        for (id, c) in ch.consumers.drain() {
+            if c.queue.remove_consumer(id) {
+                self.vhost.drop_queue(&c.queue);
+            }
+        }
+        let items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        for d in ch.held.drain(..) {
+            d.queue.requeue(Some(d.consumer_id), [d.message]);
+        }
+    }
+}

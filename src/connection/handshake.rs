@@ -1,0 +1,278 @@
+//! The opening of a connection: protocol header, start/start-ok (SASL PLAIN or AMQPLAIN), tune,
+//! open. Runs under the handshake timeout; on success returns what was negotiated.
+
+use super::{send_method, Io};
+use crate::auth::{self, User};
+use crate::broker::vhost::VHost;
+use crate::broker::Broker;
+use crate::error::AmqpError;
+use crate::protocol::frame::{decode_method, RawFrame};
+use crate::protocol::{FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
+use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the client announced it understands (from client-properties.capabilities).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCaps {
+    pub consumer_cancel_notify: bool,
+    pub authentication_failure_close: bool,
+    pub connection_blocked: bool,
+}
+
+/// The outcome of a successful handshake.
+pub struct Negotiated {
+    pub user: Arc<User>,
+    pub vhost: Arc<VHost>,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub caps: ClientCaps,
+    pub client_name: String,
+}
+
+/// Why the handshake ended without a connection.
+pub enum HandshakeEnd {
+    /// Peer went away, timed out, or sent a bad protocol header (already answered).
+    Dropped,
+    /// Send this connection.close, then drop.
+    Close(AmqpError),
+}
+
+impl From<AmqpError> for HandshakeEnd {
+    fn from(e: AmqpError) -> Self {
+        HandshakeEnd::Close(e)
+    }
+}
+
+fn server_properties(broker: &Broker) -> FieldTable {
+    let mut caps = FieldTable::default();
+    for c in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        caps.insert(c.into(), AMQPValue::Boolean(true));
+    }
+    let mut p = FieldTable::default();
+    let s = |v: &str| AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()));
+    p.insert("product".into(), s("warren"));
+    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    p.insert("platform".into(), s("Rust"));
+    p.insert("cluster_name".into(), s(&broker.config.cluster_name));
+    p.insert("copyright".into(), s("The warren authors"));
+    p.insert(
+        "information".into(),
+        s("Licensed under the Apache License 2.0"),
+    );
+    p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    p
+}
+
+fn client_caps(props: &FieldTable) -> (ClientCaps, String) {
+    let mut caps = ClientCaps::default();
+    if let Some(AMQPValue::FieldTable(t)) = props.inner().get("capabilities") {
+        let on = |k: &str| matches!(t.inner().get(k), Some(AMQPValue::Boolean(true)));
+        caps.consumer_cancel_notify = on("consumer_cancel_notify");
+        caps.authentication_failure_close = on("authentication_failure_close");
+        caps.connection_blocked = on("connection.blocked");
+    }
+    let name = match props.inner().get("connection_name") {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        _ => String::new(),
+    };
+    (caps, name)
+}
+
+/// Next method frame on channel 0 (heartbeats skipped).
+async fn next_method(io: &mut Io, frame_max: u32) -> Result<AMQPClass, HandshakeEnd> {
+    loop {
+        let f: RawFrame = match io.read_frame(frame_max).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(HandshakeEnd::Dropped),
+            Err(e) => return Err(HandshakeEnd::Close(e)),
+        };
+        match f.kind {
+            FRAME_HEARTBEAT => continue,
+            FRAME_METHOD if f.channel == 0 => {
+                return decode_method(&f.payload)
+                    .map_err(|_| AmqpError::syntax_error("could not decode method").into())
+            }
+            _ => {
+                return Err(AmqpError::command_invalid(
+                    "expected a connection method during the handshake",
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// Run the handshake to connection.open-ok.
+pub async fn run(
+    io: &mut Io,
+    broker: &Broker,
+    peer: SocketAddr,
+) -> Result<Negotiated, HandshakeEnd> {
+    let mut header = [0u8; 8];
+    if io.read_exact(&mut header).await.is_err() {
+        return Err(HandshakeEnd::Dropped);
+    }
+    if &header != PROTOCOL_HEADER {
+        io.write_now(PROTOCOL_HEADER).await;
+        return Err(HandshakeEnd::Dropped);
+    }
+    let limits = &broker.config.limits;
+    let start = connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: server_properties(broker),
+        mechanisms: LongString::from(b"PLAIN AMQPLAIN".to_vec()),
+        locales: LongString::from(b"en_US".to_vec()),
+    };
+    send_method(
+        io,
+        AMQPClass::Connection(connection::AMQPMethod::Start(start)),
+    )
+    .await;
+    let AMQPClass::Connection(connection::AMQPMethod::StartOk(ok)) =
+        next_method(io, limits.frame_max).await?
+    else {
+        return Err(AmqpError::command_invalid("expected connection.start-ok").into());
+    };
+    let (caps, client_name) = client_caps(&ok.client_properties);
+    let creds = match ok.mechanism.as_str() {
+        "PLAIN" => auth::parse_plain(ok.response.as_bytes()),
+        "AMQPLAIN" => auth::parse_amqplain(ok.response.as_bytes()),
+        m => {
+            return Err(AmqpError::command_invalid(format!(
+                "unknown authentication mechanism '{m}'"
+            ))
+            .on(10, 11)
+            .into())
+        }
+    };
+    let refused = |why: String| -> HandshakeEnd {
+        tracing::warn!(%peer, "authentication refused: {why}");
+        if caps.authentication_failure_close {
+            HandshakeEnd::Close(AmqpError::access_refused_connection(why).on(10, 11))
+        } else {
+            HandshakeEnd::Dropped
+        }
+    };
+    let Some((username, password)) = creds else {
+        return Err(refused(format!("malformed {} response", ok.mechanism)));
+    };
+    let Some(user) = broker.users.authenticate(&username, &password) else {
+        return Err(refused(format!(
+            "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+            ok.mechanism
+        )));
+    };
+    if user.name == "guest" && broker.config.guest_loopback_only && !peer.ip().is_loopback() {
+        return Err(refused(
+            "user 'guest' can only connect via localhost".to_string(),
+        ));
+    }
+    let tune = connection::Tune {
+        channel_max: limits.channel_max,
+        frame_max: limits.frame_max,
+        heartbeat: limits.heartbeat,
+    };
+    send_method(
+        io,
+        AMQPClass::Connection(connection::AMQPMethod::Tune(tune)),
+    )
+    .await;
+    let AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) =
+        next_method(io, limits.frame_max).await?
+    else {
+        return Err(AmqpError::command_invalid("expected connection.tune-ok").into());
+    };
+    let frame_max = if t.frame_max == 0 {
+        limits.frame_max
+    } else {
+        t.frame_max
+    };
+    if frame_max < 4096 {
+        return Err(
+            AmqpError::not_allowed(format!("frame_max={frame_max} < 4096 min size"))
+                .on(10, 31)
+                .into(),
+        );
+    }
+    if frame_max > limits.frame_max {
+        return Err(AmqpError::not_allowed(format!(
+            "frame_max={frame_max} > {} max size",
+            limits.frame_max
+        ))
+        .on(10, 31)
+        .into());
+    }
+    let channel_max = match t.channel_max {
+        0 => limits.channel_max,
+        n => n.min(limits.channel_max),
+    };
+    let AMQPClass::Connection(connection::AMQPMethod::Open(open)) =
+        next_method(io, frame_max).await?
+    else {
+        return Err(AmqpError::command_invalid("expected connection.open").into());
+    };
+    let vname = open.virtual_host.as_str();
+    let Some(vhost) = broker.vhost(vname) else {
+        return Err(AmqpError::not_allowed(format!("vhost {vname} not found"))
+            .on(10, 40)
+            .into());
+    };
+    if !user.can_access_vhost(vname) {
+        return Err(AmqpError::not_allowed(format!(
+            "access to vhost '{vname}' refused for user '{}'",
+            user.name
+        ))
+        .on(10, 40)
+        .into());
+    }
+    send_method(
+        io,
+        AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+    )
+    .await;
+    Ok(Negotiated {
+        user,
+        vhost,
+        frame_max,
+        channel_max,
+        heartbeat: t.heartbeat,
+        caps,
+        client_name,
+    })
+}
+
+/// connection.close for a handshake failure.
+pub fn close_method(e: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: e.code,
+        reply_text: ShortString::from(truncate(&e.text)),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    }))
+}
+
+/// Reply texts are shortstrings: cut at 255 bytes on a char boundary.
+pub fn truncate(s: &str) -> String {
+    if s.len() <= 255 {
+        return s.to_string();
+    }
+    let mut end = 255;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

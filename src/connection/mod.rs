@@ -1,0 +1,289 @@
+//! One client connection: the handshake, then a single task that owns every channel's state, reads
+//! and splits frames, dispatches them, turns queue events into deliveries, and hands encoded bytes
+//! to the writer task. Teardown gives every unacked and in-flight message back to its queue.
+
+mod channel;
+mod delivery;
+mod dispatch;
+mod handshake;
+mod publish;
+pub mod writer;
+
+use crate::auth::User;
+use crate::broker::queue::consumer::ClientEvent;
+use crate::broker::queue::Queue;
+use crate::broker::vhost::VHost;
+use crate::broker::Broker;
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol::frame::{encode_method, split_frame, RawFrame, Split};
+use amq_protocol::protocol::AMQPClass;
+use bytes::BytesMut;
+use channel::Channel;
+use handshake::{ClientCaps, HandshakeEnd};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use writer::OutBuf;
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// The socket halves and the read buffer. Before the writer task starts (handshake), writes go
+/// straight to the socket.
+pub struct Io {
+    rd: Reader,
+    wr: Option<Writer>,
+    rbuf: BytesMut,
+}
+
+impl Io {
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
+            self.rbuf.reserve(64 * 1024);
+        }
+        self.rd.read_buf(&mut self.rbuf).await
+    }
+
+    async fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
+        while self.rbuf.len() < out.len() {
+            if self.fill().await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        out.copy_from_slice(&self.rbuf.split_to(out.len()));
+        Ok(())
+    }
+
+    /// Read one whole frame (handshake only; the main loop splits frames itself).
+    async fn read_frame(&mut self, frame_max: u32) -> AmqpResult<Option<RawFrame>> {
+        loop {
+            match split_frame(&mut self.rbuf, frame_max) {
+                Split::Frame(f) => return Ok(Some(f)),
+                Split::TooLarge { size } => {
+                    return Err(AmqpError::frame_error(format!(
+                        "frame size {size} exceeds frame_max {frame_max}"
+                    )))
+                }
+                Split::BadFrameEnd => {
+                    return Err(AmqpError::frame_error("invalid frame end octet"))
+                }
+                Split::Incomplete => {}
+            }
+            match self.fill().await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn write_now(&mut self, bytes: &[u8]) {
+        if let Some(w) = self.wr.as_mut() {
+            let _ = w.write_all(bytes).await;
+            let _ = w.flush().await;
+        }
+    }
+}
+
+async fn send_method(io: &mut Io, class: AMQPClass) {
+    let mut b = BytesMut::new();
+    encode_method(&mut b, 0, class);
+    io.write_now(&b).await;
+}
+
+/// State of one connection after the handshake.
+pub struct Conn {
+    pub(crate) id: u64,
+    broker: Arc<Broker>,
+    vhost: Arc<VHost>,
+    user: Arc<User>,
+    peer: SocketAddr,
+    frame_max: u32,
+    channel_max: u16,
+    caps: ClientCaps,
+    /// Indexed by channel number; None = not open.
+    channels: Vec<Option<Box<Channel>>>,
+    /// Bytes encoded by this task, handed to the writer in one push per batch.
+    wbuf: BytesMut,
+    out: Arc<OutBuf>,
+    /// Cloned into every consumer this connection creates; queues push deliveries here.
+    events_tx: mpsc::UnboundedSender<ClientEvent>,
+    /// Channels with confirms to send at the end of this batch.
+    confirm_dirty: Vec<u16>,
+    /// No-ack deliveries written this batch, per (queue, consumer): credit to return.
+    written: Vec<(Arc<Queue>, u64, u32)>,
+    /// Scratch for routing.
+    route_out: Vec<Arc<Queue>>,
+    route_seen: Vec<usize>,
+    /// connection.close sent (by us or answered): stop processing, wait for close-ok.
+    closing: bool,
+    /// Framing was lost (bad frame): ignore further input.
+    desynced: bool,
+    /// Set when the connection should end now.
+    done: bool,
+}
+
+/// Serve one accepted socket until it closes.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut io = Io {
+        rd: Box::new(rd),
+        wr: Some(Box::new(wr)),
+        rbuf: BytesMut::with_capacity(64 * 1024),
+    };
+    let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
+    let neg = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(HandshakeEnd::Close(e))) => {
+            tracing::warn!(%peer, code = e.code, "handshake failed: {}", e.text);
+            send_method(&mut io, handshake::close_method(&e)).await;
+            // Give the client a moment to read the close before the socket goes.
+            let _ = tokio::time::timeout(Duration::from_millis(500), io.fill()).await;
+            return;
+        }
+        Ok(Err(HandshakeEnd::Dropped)) | Err(_) => return,
+    };
+    let Some(wr) = io.wr.take() else { return };
+    let out = Arc::new(OutBuf::default());
+    let writer = tokio::spawn(writer::run(out.clone(), wr));
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let mut conn = Conn {
+        id: broker.next_id(),
+        broker: broker.clone(),
+        vhost: neg.vhost,
+        user: neg.user,
+        peer,
+        frame_max: neg.frame_max,
+        channel_max: neg.channel_max,
+        caps: neg.caps,
+        channels: Vec::new(),
+        wbuf: BytesMut::with_capacity(64 * 1024),
+        out: out.clone(),
+        events_tx,
+        confirm_dirty: Vec::new(),
+        written: Vec::new(),
+        route_out: Vec::new(),
+        route_seen: Vec::new(),
+        closing: false,
+        desynced: false,
+        done: false,
+    };
+    tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %neg.client_name, "connection opened");
+    let reason = conn
+        .run(&mut io, &mut events_rx, neg.heartbeat, &mut shutdown)
+        .await;
+    conn.teardown(&mut events_rx);
+    tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, "connection closed: {reason}");
+    out.close();
+    let _ = writer.await;
+}
+
+impl Conn {
+    /// The main loop; returns why it ended.
+    async fn run(
+        &mut self,
+        io: &mut Io,
+        events: &mut mpsc::UnboundedReceiver<ClientEvent>,
+        heartbeat: u16,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> String {
+        let hb = (heartbeat > 0).then(|| Duration::from_secs(u64::from(heartbeat)));
+        let mut tick = tokio::time::interval(hb.map_or(Duration::from_secs(3600), |d| d / 2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_read = Instant::now();
+        let mut last_written = 0u64;
+        let mut close_deadline: Option<Instant> = None;
+        // Any frames that arrived together with the handshake's last frame.
+        if !io.rbuf.is_empty() {
+            self.process_frames(&mut io.rbuf);
+        }
+        loop {
+            self.end_batch();
+            if self.done || self.out.failed() {
+                return "closed".into();
+            }
+            let backlogged = self.out.queued() > writer::HIGH_WATER;
+            tokio::select! {
+                r = io.fill() => match r {
+                    Ok(0) => return "peer closed the socket".into(),
+                    Err(e) => return format!("read error: {e}"),
+                    Ok(_) => {
+                        last_read = Instant::now();
+                        self.process_frames(&mut io.rbuf);
+                    }
+                },
+                Some(ev) = events.recv(), if !backlogged => {
+                    self.handle_event(ev);
+                    for _ in 0..255 {
+                        match events.try_recv() {
+                            Ok(ev) => self.handle_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = self.out.drained.notified(), if backlogged => {}
+                _ = tick.tick() => {
+                    if let Some(d) = close_deadline {
+                        if Instant::now() >= d {
+                            return "close-ok not received in time".into();
+                        }
+                    }
+                    if let Some(hb) = hb {
+                        if last_read.elapsed() > hb * 2 {
+                            return "missed heartbeats from client".into();
+                        }
+                        let w = self.out.written.load(std::sync::atomic::Ordering::Relaxed);
+                        if w == last_written && self.out.queued() == 0 && self.wbuf.is_empty() {
+                            self.wbuf.extend_from_slice(&crate::protocol::frame::HEARTBEAT);
+                        }
+                        last_written = w;
+                    }
+                }
+                _ = shutdown.changed(), if !self.closing => {
+                    self.close_connection(AmqpError::connection_forced(
+                        "broker forced connection closure with reason 'shutdown'",
+                    ));
+                }
+            }
+            if self.closing && close_deadline.is_none() {
+                close_deadline = Some(Instant::now() + Duration::from_secs(3));
+                tick = tokio::time::interval(Duration::from_millis(250));
+            }
+        }
+    }
+
+    /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.
+    fn end_batch(&mut self) {
+        self.flush_confirms();
+        for (q, consumer, n) in self.written.drain(..) {
+            q.settle(Some(consumer), n, false);
+        }
+        self.out.push(&mut self.wbuf);
+    }
+
+    /// Give back everything this connection held: consumers, unacked and in-flight deliveries,
+    /// exclusive queues.
+    fn teardown(&mut self, events: &mut mpsc::UnboundedReceiver<ClientEvent>) {
+        for id in 0..self.channels.len() {
+            if let Some(ch) = self.channels[id].take() {
+                self.release_channel(ch);
+            }
+        }
+        events.close();
+        while let Ok(ev) = events.try_recv() {
+            if let ClientEvent::Deliver(d) = ev {
+                d.queue.requeue(Some(d.consumer_id), [d.message]);
+            }
+        }
+        self.vhost.drop_exclusive(self.id);
+        self.end_batch();
+    }
+}

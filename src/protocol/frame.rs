@@ -1,0 +1,105 @@
+//! The frame splitter: cuts complete frames out of a read buffer without copying, checking the size
+//! from the 7-byte header before buffering, and encodes rare methods through amq-protocol.
+
+use super::{CodecError, FRAME_END, FRAME_OVERHEAD};
+use amq_protocol::frame::{gen_frame, AMQPFrame};
+use amq_protocol::protocol::AMQPClass;
+use bytes::{Buf, Bytes, BytesMut};
+
+/// One frame as it came off the wire: the payload shares the read buffer's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub kind: u8,
+    pub channel: u16,
+    pub payload: Bytes,
+}
+
+/// What the splitter found at the front of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Split {
+    /// A whole frame, removed from the buffer.
+    Frame(RawFrame),
+    /// Not enough bytes yet.
+    Incomplete,
+    /// The declared payload exceeds `frame_max` (checked before buffering the payload).
+    TooLarge { size: u32 },
+    /// The frame-end octet was not 0xCE.
+    BadFrameEnd,
+}
+
+/// Cut the next frame from `buf`. `frame_max` bounds the whole frame (header + payload + end), as
+/// negotiated in tune; 0 means unlimited (only used before tune).
+pub fn split_frame(buf: &mut BytesMut, frame_max: u32) -> Split {
+    if buf.len() < 7 {
+        return Split::Incomplete;
+    }
+    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
+    if frame_max != 0 && u64::from(size) + FRAME_OVERHEAD as u64 > u64::from(frame_max) {
+        return Split::TooLarge { size };
+    }
+    let total = size as usize + FRAME_OVERHEAD;
+    if buf.len() < total {
+        return Split::Incomplete;
+    }
+    if buf[total - 1] != FRAME_END {
+        return Split::BadFrameEnd;
+    }
+    let kind = buf[0];
+    let channel = u16::from_be_bytes([buf[1], buf[2]]);
+    let mut frame = buf.split_to(total);
+    frame.advance(7);
+    frame.truncate(size as usize);
+    Split::Frame(RawFrame {
+        kind,
+        channel,
+        payload: frame.freeze(),
+    })
+}
+
+/// Encode any method through amq-protocol (used for everything but the hot frames).
+pub fn encode_method(out: &mut BytesMut, channel: u16, method: AMQPClass) {
+    let frame = AMQPFrame::Method(channel, method);
+    // Generation into a Vec cannot run out of space; a failure would be an amq-protocol bug, and
+    // dropping the frame is the only sane answer there.
+    let res = gen_frame(&frame)(Vec::with_capacity(64).into()).map(|ctx| ctx.write);
+    match res {
+        Ok(v) => out.extend_from_slice(&v),
+        Err(e) => tracing::error!("amq-protocol failed to encode a method frame: {e:?}"),
+    }
+}
+
+/// Decode a non-hot method payload with amq-protocol.
+pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, CodecError> {
+    match amq_protocol::protocol::parse_class(payload) {
+        Ok((_, class)) => Ok(class),
+        Err(_) => Err(CodecError::Invalid("method arguments")),
+    }
+}
+
+/// Heartbeat frame bytes.
+pub const HEARTBEAT: [u8; 8] = [8, 0, 0, 0, 0, 0, 0, FRAME_END];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_checks_size_before_buffering() {
+        let mut b = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0xCE, 1, 0, 1][..]);
+        match split_frame(&mut b, 4096) {
+            Split::Frame(f) => {
+                assert_eq!(f.kind, 8);
+                assert!(f.payload.is_empty())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(split_frame(&mut b, 4096), Split::Incomplete);
+        let mut big = BytesMut::from(&[1u8, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF][..]);
+        assert_eq!(
+            split_frame(&mut big, 131072),
+            Split::TooLarge { size: u32::MAX }
+        );
+        let mut bad = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0xCD][..]);
+        assert_eq!(split_frame(&mut bad, 4096), Split::BadFrameEnd);
+    }
+}
