@@ -75,7 +75,7 @@ HEADERS = {
     "x-bool": True,
     "x-false": False,
     "x-decimal": decimal.Decimal("3.14"),
-    "x-timestamp": datetime.datetime(2024, 5, 17, 12, 30, 45),
+    "x-timestamp": datetime.datetime(2024, 5, 17, 12, 30, 45, tzinfo=datetime.timezone.utc),
     "x-table": {"nested": "yes", "depth": {"level": 2}},
     "x-array": [1, "two", True, {"k": "v"}],
     "x-bytes": b"\x00\x01\xfe\xff",
@@ -91,7 +91,7 @@ def props_for(i):
         delivery_mode=pika.DeliveryMode.Persistent,
         priority=i % 10,
         correlation_id=f"corr-{i}",
-        reply_to="amq.rabbitmq.reply-to.test",
+        reply_to="interop-replies",
         expiration="600000",
         message_id=f"msg-{i}",
         timestamp=1700000000 + i,
@@ -134,6 +134,8 @@ def publish_consume_ack():
     try:
         ch = conn.channel()
         q = fresh_queue(ch)
+        # Confirm mode: each publish returns once the broker has it, so the count below is exact.
+        ch.confirm_delivery()
         n = 100
         for i in range(n):
             ch.basic_publish(exchange="", routing_key=q, body=body_for(i), properties=props_for(i))

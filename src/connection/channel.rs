@@ -93,21 +93,34 @@ impl Channel {
             .map(|(id, _)| *id)
     }
 
-    /// Remove the unacked entries a client ack/nack/reject names: exactly `tag`, or with
-    /// `multiple` every tag up to it (0 = all). None when the tag is unknown (→ 406).
-    pub fn take_unacked(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
-        if multiple {
-            if tag == 0 {
-                return Some(self.unacked.drain(..).collect());
-            }
-            let end = self.unacked.partition_point(|u| u.tag <= tag);
-            if end == 0 || self.unacked[end - 1].tag != tag {
-                return None;
-            }
-            return Some(self.unacked.drain(..end).collect());
+    /// The unacked entries a client ack/nack/reject names: exactly `tag`, or with `multiple`
+    /// every tag up to it (0 = all). None when the tag is unknown (→ 406).
+    pub fn unacked_range(&self, tag: u64, multiple: bool) -> Option<std::ops::Range<usize>> {
+        if multiple && tag == 0 {
+            return Some(0..self.unacked.len());
         }
         let i = self.unacked.binary_search_by_key(&tag, |u| u.tag).ok()?;
-        self.unacked.remove(i).map(|u| vec![u])
+        Some(if multiple { 0..i + 1 } else { i..i + 1 })
+    }
+}
+
+/// Settle acked entries, one queue call per run of entries sharing a queue and consumer, without
+/// collecting them (acks are the hot path).
+pub fn settle_runs(items: impl Iterator<Item = Unacked>) {
+    let mut run: Option<(Arc<Queue>, Option<u64>, u32)> = None;
+    for u in items {
+        match &mut run {
+            Some((q, c, n)) if Arc::ptr_eq(q, &u.queue) && *c == u.consumer => *n += 1,
+            _ => {
+                if let Some((q, c, n)) = run.take() {
+                    q.settle(c, n, true);
+                }
+                run = Some((u.queue, u.consumer, 1));
+            }
+        }
+    }
+    if let Some((q, c, n)) = run {
+        q.settle(c, n, true);
     }
 }
 

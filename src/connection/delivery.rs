@@ -1,7 +1,7 @@
 //! The consuming side of a channel: basic.consume/cancel/get, acks, nacks, rejects, recover, the
 //! deliveries queues push to this connection, and giving messages back when a channel ends.
 
-use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
+use super::channel::{for_each_run, settle_runs, Channel, ChannelConsumer, Unacked};
 use super::Conn;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::vhost::generate_name;
@@ -121,21 +121,18 @@ impl Conn {
 
     pub(super) fn on_ack(&mut self, chan: u16, method: u16, a: AckArgs) -> AmqpResult<()> {
         let ch = self.ch(chan)?;
-        let Some(items) = ch.take_unacked(a.delivery_tag, a.multiple) else {
+        let Some(range) = ch.unacked_range(a.delivery_tag, a.multiple) else {
             return Err(AmqpError::precondition_failed(format!(
                 "unknown delivery tag {}",
                 a.delivery_tag
             )));
         };
-        let requeue = method != BASIC_ACK && a.requeue;
-        for_each_run(items, |q, consumer, msgs| {
-            if requeue {
-                q.requeue(consumer, msgs);
-            } else {
-                let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
-                q.settle(consumer, n, true);
-            }
-        });
+        if method != BASIC_ACK && a.requeue {
+            let items: Vec<Unacked> = ch.unacked.drain(range).collect();
+            for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        } else {
+            settle_runs(ch.unacked.drain(range));
+        }
         Ok(())
     }
 

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Interop: runs the pika (Python) and amqplib (Node) scripts against a freshly built warren.
+#
+# Installs the clients when missing (pika from interop/python/requirements.txt into a venv under
+# target/interop/, amqplib with `npm ci` from interop/node/package-lock.json), builds the debug
+# broker, starts it on a free loopback port with a temporary data dir, runs both scripts, stops
+# the broker with SIGTERM (which must exit 0), and exits non-zero if anything failed.
+#
+# Environment: PYTHON (default python3), WARREN_BIN (a broker binary to use instead of building
+# target/debug/warren), WARREN_INTEROP_LOG (broker log filter, default warn),
+# INTEROP_TIMEOUT (seconds per script, default 120).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="${WARREN_BIN:-$TARGET_DIR/debug/warren}"
+WORK="$TARGET_DIR/interop"
+VENV="$WORK/venv"
+LOG_LEVEL="${WARREN_INTEROP_LOG:-warn}"
+export INTEROP_TIMEOUT="${INTEROP_TIMEOUT:-120}"
+
+say() { echo "interop: $*"; }
+die() {
+    echo "interop: $*" >&2
+    echo "interop: 0 passed, 1 failed"
+    exit 1
+}
+
+mkdir -p "$WORK"
+
+# --- clients -------------------------------------------------------------------------------
+# pika: a venv of our own if it has pika, else an interpreter that already has it, else a new
+# venv (or, where venvs cannot be made, the interpreter itself).
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pika' 2>/dev/null; then
+    PY="$VENV/bin/python"
+elif "$PYTHON" -c 'import pika' 2>/dev/null; then
+    PY="$PYTHON"
+else
+    say "installing pika"
+    if "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        PY="$VENV/bin/python"
+    else
+        PY="$PYTHON"
+    fi
+    "$PY" -m pip install --quiet --disable-pip-version-check -r interop/python/requirements.txt \
+        || die "pip install of pika failed"
+fi
+"$PY" -c 'import pika' || die "pika is not importable with $PY"
+
+command -v node >/dev/null || die "node is not installed"
+if [ ! -f interop/node/node_modules/amqplib/channel_api.js ]; then
+    say "installing amqplib (npm ci)"
+    (cd interop/node && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+fi
+
+# --- broker --------------------------------------------------------------------------------
+if [ -z "${WARREN_BIN:-}" ]; then
+    say "building warren (debug)"
+    cargo build --quiet --bin warren || die "cargo build failed"
+fi
+[ -x "$BIN" ] || die "no broker binary at $BIN"
+
+DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")"
+BROKER_LOG="$WORK/broker.log"
+BROKER_PID=""
+
+cleanup() {
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$DATA_DIR"
+}
+trap cleanup EXIT
+
+# True while the process runs (an exited child stays a zombie until reaped, and `kill -0`
+# still succeeds on a zombie).
+is_running() {
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+    [ -n "$state" ] && [[ "$state" != Z* ]]
+}
+
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_open() {
+    "$PY" -c 'import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+except OSError:
+    sys.exit(1)' "$1"
+}
+
+# A free port can be taken between picking and binding it: try a few.
+PORT=""
+for attempt in 1 2 3; do
+    candidate="$(free_port)"
+    "$BIN" serve --bind 127.0.0.1 --port "$candidate" --http-port 0 --data-dir "$DATA_DIR" \
+        --log-level "$LOG_LEVEL" >"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    for _ in $(seq 1 100); do
+        if ! is_running "$BROKER_PID"; then
+            break
+        fi
+        if port_open "$candidate"; then
+            PORT="$candidate"
+            break
+        fi
+        sleep 0.1
+    done
+    [ -n "$PORT" ] && break
+    say "broker did not come up on port $candidate (attempt $attempt); its log:"
+    cat "$BROKER_LOG" >&2 || true
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+done
+[ -n "$PORT" ] || die "could not start warren"
+say "warren (pid $BROKER_PID) listening on 127.0.0.1:$PORT"
+
+export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
+
+# --- scripts -------------------------------------------------------------------------------
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+
+# Runs one script, echoes its output, and adds the counts of its final
+# "<name>: N passed, M failed" line (a script that ends without one counts as one failure).
+run_suite() {
+    local name="$1"
+    shift
+    local out="$WORK/$name.out"
+    local rc statuses
+    set +e
+    "$@" 2>&1 | tee "$out"
+    statuses=("${PIPESTATUS[@]}")
+    set -e
+    rc="${statuses[0]}"
+    local summary
+    summary="$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed\$" "$out" | tail -n 1 || true)"
+    if [ -z "$summary" ]; then
+        echo "interop: $name ended without a summary line (exit $rc)"
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        return
+    fi
+    local passed failed
+    passed="$(echo "$summary" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')"
+    failed="$(echo "$summary" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')"
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        failed=1
+    fi
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+}
+
+run_suite interop-pika "$PY" interop/python/test_pika.py
+run_suite interop-amqplib node interop/node/test_amqplib.js
+
+# --- graceful shutdown ---------------------------------------------------------------------
+if is_running "$BROKER_PID"; then
+    kill -TERM "$BROKER_PID"
+    status=""
+    for _ in $(seq 1 150); do
+        if ! is_running "$BROKER_PID"; then
+            status=0
+            wait "$BROKER_PID" || status=$?
+            break
+        fi
+        sleep 0.1
+    done
+    if [ -z "$status" ]; then
+        echo "FAIL shutdown: warren still running 15s after SIGTERM"
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    elif [ "$status" -ne 0 ]; then
+        echo "FAIL shutdown: warren exited with status $status after SIGTERM"
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    else
+        echo "ok   shutdown: SIGTERM, exit 0"
+        TOTAL_PASSED=$((TOTAL_PASSED + 1))
+    fi
+    BROKER_PID=""
+else
+    echo "FAIL broker: warren died during the run"
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+fi
+
+if [ "$TOTAL_FAILED" -ne 0 ]; then
+    echo "interop: broker log ($BROKER_LOG), last 50 lines:"
+    tail -n 50 "$BROKER_LOG" || true
+fi
+echo "interop: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+[ "$TOTAL_FAILED" -eq 0 ]
