@@ -98,14 +98,16 @@ impl AmqpError {
     pub fn precondition_failed(d: impl fmt::Display) -> AmqpError {
         Self::new(Scope::Channel, code::PRECONDITION_FAILED, d)
     }
+
+    // Connection-scoped errors: the spec's hard errors. RabbitMQ closes the connection for every
+    // one of them, even when a channel method raised it (rabbit_binary_generator:map_exception),
+    // so 506 and 540 (`immediate=true`, `prefetch_size != 0`) are connection errors too.
     pub fn resource_error(d: impl fmt::Display) -> AmqpError {
-        Self::new(Scope::Channel, code::RESOURCE_ERROR, d)
+        Self::new(Scope::Connection, code::RESOURCE_ERROR, d)
     }
     pub fn not_implemented(d: impl fmt::Display) -> AmqpError {
-        Self::new(Scope::Channel, code::NOT_IMPLEMENTED, d)
+        Self::new(Scope::Connection, code::NOT_IMPLEMENTED, d)
     }
-
-    // Connection-scoped errors.
     pub fn connection_forced(d: impl fmt::Display) -> AmqpError {
         Self::new(Scope::Connection, code::CONNECTION_FORCED, d)
     }

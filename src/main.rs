@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use warren::config::{Config, ConfigError};
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
@@ -158,6 +158,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -183,18 +184,19 @@ async fn run(cfg: Config) -> ExitCode {
         "warren starting"
     );
 
+    // Fatal start-up errors go straight to stderr, not through tracing, so that they show even
+    // with log_level=off.
+
     // Install the signal handlers before listening, so a signal right after start is not lost.
     let mut signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
-            error!("cannot install signal handlers: {e}");
             eprintln!("warren: cannot install signal handlers: {e}");
             return ExitCode::from(EXIT_START);
         }
     };
 
     if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
-        error!("cannot create data dir {}: {e}", cfg.data_dir.display());
         eprintln!(
             "warren: cannot create data dir {}: {e}",
             cfg.data_dir.display()
@@ -205,7 +207,6 @@ async fn run(cfg: Config) -> ExitCode {
     let handle = match warren::server::start(cfg).await {
         Ok(h) => h,
         Err(e) => {
-            error!("cannot listen on {bind}: {e}");
             eprintln!("warren: cannot listen on {bind}: {e}");
             return ExitCode::from(EXIT_START);
         }

@@ -120,13 +120,14 @@ impl VHost {
         opts: impl FnOnce(ExchangeKind) -> ExchangeOptions,
     ) -> AmqpResult<Arc<Exchange>> {
         let _t = self.topology.lock();
-        if passive {
-            return self.exchange(name).ok_or_else(|| self.no_exchange(name));
-        }
+        // RabbitMQ refuses the default exchange for passive declares too.
         if name.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
+        }
+        if passive {
+            return self.exchange(name).ok_or_else(|| self.no_exchange(name));
         }
         let Some(kind) = ExchangeKind::parse(kind) else {
             return Err(AmqpError::command_invalid(format!(
@@ -371,9 +372,9 @@ impl VHost {
 
     fn source_for_bind(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
         if name.is_empty() {
-            return Err(AmqpError::access_refused(format!(
-                "operation not permitted on the default exchange"
-            )));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         self.exchange(name).ok_or_else(|| self.no_exchange(name))
     }

@@ -3,7 +3,6 @@
 
 use crate::broker::exchange::Exchange;
 use crate::broker::message::QueuedMessage;
-use crate::broker::queue::consumer::Delivery;
 use crate::broker::queue::Queue;
 use crate::protocol::hot::{ContentHeader, Publish};
 use bytes::{Bytes, BytesMut};
@@ -65,9 +64,6 @@ pub struct Channel {
     pub confirm_upto: u64,
     /// Highest sequence number already confirmed to the client.
     pub confirmed: u64,
-    /// channel.flow(active=false) from the client: hold deliveries.
-    pub paused: bool,
-    pub held: VecDeque<Delivery>,
     /// The exchange last published to, to skip the map lookup for a run of publishes.
     pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
 }

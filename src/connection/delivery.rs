@@ -195,10 +195,6 @@ impl Conn {
                 return;
             }
         };
-        if ch.paused && ch.consumers.contains_key(&d.consumer_id) {
-            ch.held.push_back(d);
-            return;
-        }
         let Channel {
             consumers,
             next_tag,
@@ -250,18 +246,7 @@ impl Conn {
         }
     }
 
-    /// channel.flow(active=true): deliver what was held.
-    pub(super) fn release_held(&mut self, chan: u16) {
-        let held = match self.channels.get_mut(usize::from(chan)) {
-            Some(Some(ch)) => std::mem::take(&mut ch.held),
-            _ => return,
-        };
-        for d in held {
-            self.deliver(d);
-        }
-    }
-
-    /// A channel ends: cancel its consumers, give back its unacked and held messages.
+    /// A channel ends: cancel its consumers, give back its unacked messages.
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {
@@ -270,8 +255,5 @@ impl Conn {
         }
         let items: Vec<Unacked> = ch.unacked.drain(..).collect();
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
-        for d in ch.held.drain(..) {
-            d.queue.requeue(Some(d.consumer_id), [d.message]);
-        }
     }
 }

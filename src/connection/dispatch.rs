@@ -124,7 +124,8 @@ impl Conn {
         match f.kind {
             FRAME_HEARTBEAT => {
                 if f.channel != 0 {
-                    return Err(AmqpError::frame_error(
+                    // RabbitMQ: unexpected_frame (505).
+                    return Err(AmqpError::unexpected_frame(
                         "heartbeat frame on a non-zero channel",
                     ));
                 }
@@ -161,10 +162,22 @@ impl Conn {
             return self.connection_method(&f);
         }
         if f.channel > self.channel_max {
-            return Err(AmqpError::channel_error(format!(
-                "channel {} exceeds channel_max {}",
-                f.channel, self.channel_max
-            )));
+            // RabbitMQ: 530, "number of channels opened (N) has reached the negotiated
+            // channel_max (N)". Numbers 1..=channel_max allow at most channel_max channels, so
+            // a number above it is where that limit is hit.
+            let (open, max) = (
+                self.channels.iter().filter(|c| c.is_some()).count(),
+                self.channel_max,
+            );
+            let text = if open >= usize::from(max) {
+                format!("number of channels opened ({open}) has reached the negotiated channel_max ({max})")
+            } else {
+                format!(
+                    "channel {} is above the negotiated channel_max ({max})",
+                    f.channel
+                )
+            };
+            return Err(AmqpError::not_allowed(text));
         }
         let chan = f.channel;
         let closing = match self.channels.get(usize::from(chan)) {
@@ -179,6 +192,11 @@ impl Conn {
                         );
                         Ok(())
                     }
+                    // RabbitMQ starts the channel and feeds it the frame: a content frame is
+                    // then out of order (505), any other method is not channel.open (504).
+                    (FRAME_HEADER | FRAME_BODY, _) => Err(AmqpError::unexpected_frame(
+                        "expected method frame, got non method frame instead",
+                    )),
                     _ => Err(AmqpError::channel_error(format!(
                         "expected 'channel.open' on channel {chan}"
                     ))),
@@ -220,8 +238,7 @@ impl Conn {
 
     fn connection_method(&mut self, f: &RawFrame) -> AmqpResult<()> {
         let (c, m) = ids(&f.payload);
-        let method = decode_method(&f.payload)
-            .map_err(|_| AmqpError::syntax_error("could not decode method").on(c, m))?;
+        let method = decode_method(&f.payload).map_err(|_| undecodable(&f.payload, c, m))?;
         match method {
             AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
                 tracing::debug!(peer = %self.peer, code = close.reply_code, "client closed: {}", close.reply_text);
@@ -255,13 +272,14 @@ impl Conn {
             match m {
                 BASIC_PUBLISH => {
                     let p = hot::decode_publish(&f.payload).map_err(|e| {
-                        AmqpError::syntax_error(format!("basic.publish: {e}")).on(c, m)
+                        AmqpError::frame_error(format!("cannot decode basic.publish: {e}")).on(c, m)
                     })?;
                     return self.on_publish(chan, p).map_err(|e| e.on(c, m));
                 }
                 BASIC_ACK | BASIC_NACK | BASIC_REJECT => {
-                    let a = hot::decode_ack(&f.payload)
-                        .map_err(|e| AmqpError::syntax_error(format!("basic ack: {e}")).on(c, m))?;
+                    let a = hot::decode_ack(&f.payload).map_err(|e| {
+                        AmqpError::frame_error(format!("cannot decode basic ack: {e}")).on(c, m)
+                    })?;
                     return self.on_ack(chan, m, a).map_err(|e| e.on(c, m));
                 }
                 10 if f.payload.len() >= 8 => {
@@ -281,13 +299,7 @@ impl Conn {
                 _ => {}
             }
         }
-        let method = decode_method(&f.payload).map_err(|_| {
-            if c == 0 || !known_method(c, m) {
-                AmqpError::command_invalid(format!("unknown method {c}/{m}")).on(c, m)
-            } else {
-                AmqpError::syntax_error("could not decode method arguments").on(c, m)
-            }
-        })?;
+        let method = decode_method(&f.payload).map_err(|_| undecodable(&f.payload, c, m))?;
         self.method(chan, method).map_err(|e| e.on(c, m))
     }
 
@@ -310,16 +322,17 @@ impl Conn {
             C::Channel(channel::AMQPMethod::CloseOk(_))
             | C::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
             C::Channel(channel::AMQPMethod::Flow(fl)) => {
-                self.ch(chan)?.paused = !fl.active;
+                // As RabbitMQ: a client may not pause the server's deliveries this way (it uses
+                // basic.qos), so active=false is refused with 540.
+                if !fl.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
                 self.send(
                     chan,
                     C::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
-                        active: fl.active,
+                        active: true,
                     })),
                 );
-                if fl.active {
-                    self.release_held(chan);
-                }
                 Ok(())
             }
             C::Access(access::AMQPMethod::Request(_)) => {
@@ -489,8 +502,21 @@ impl Conn {
     }
 }
 
+/// The error for a method frame amq-protocol could not decode. As RabbitMQ: a payload too short
+/// for the ids is an unknown frame and undecodable arguments are `rabbit_misc:frame_error`, both
+/// 501; an id pair that is no AMQP 0-9-1 method is 503 (RabbitMQ drops the socket there).
+fn undecodable(payload: &[u8], c: u16, m: u16) -> AmqpError {
+    if payload.len() < 4 {
+        AmqpError::frame_error("method frame too short for class and method ids")
+    } else if !known_method(c, m) {
+        AmqpError::command_invalid(format!("unknown method {c}/{m}")).on(c, m)
+    } else {
+        AmqpError::frame_error(format!("cannot decode arguments of method {c}/{m}")).on(c, m)
+    }
+}
+
 /// Is (class, method) a method of AMQP 0-9-1 at all? Distinguishes an undecodable known method
-/// (502) from an unknown one (503).
+/// (501) from an unknown one (503).
 fn known_method(class: u16, method: u16) -> bool {
     let max = match class {
         10 => 61,

@@ -196,30 +196,14 @@ pub async fn run(
     else {
         return Err(AmqpError::command_invalid("expected connection.tune-ok").into());
     };
-    let frame_max = if t.frame_max == 0 {
-        limits.frame_max
-    } else {
-        t.frame_max
-    };
-    if frame_max < 4096 {
-        return Err(
-            AmqpError::not_allowed(format!("frame_max={frame_max} < 4096 min size"))
-                .on(10, 31)
-                .into(),
-        );
-    }
-    if frame_max > limits.frame_max {
-        return Err(AmqpError::not_allowed(format!(
-            "frame_max={frame_max} > {} max size",
-            limits.frame_max
-        ))
-        .on(10, 31)
-        .into());
-    }
-    let channel_max = match t.channel_max {
-        0 => limits.channel_max,
-        n => n.min(limits.channel_max),
-    };
+    let frame_max = negotiate("frame_max", 4096, limits.frame_max, t.frame_max)?;
+    let channel_max = negotiate(
+        "channel_max",
+        1,
+        u32::from(limits.channel_max),
+        u32::from(t.channel_max),
+    )?;
+    let channel_max = u16::try_from(channel_max).unwrap_or(limits.channel_max);
     let AMQPClass::Connection(connection::AMQPMethod::Open(open)) =
         next_method(io, frame_max).await?
     else {
@@ -253,6 +237,25 @@ pub async fn run(
         caps,
         client_name,
     })
+}
+
+/// A tune-ok value checked as RabbitMQ does (rabbit_reader:validate_negotiated_integer_value):
+/// below the minimum, above the server's value, or 0 ("no limit") while the server has a limit
+/// is 530 NOT_ALLOWED.
+fn negotiate(field: &str, min: u32, server: u32, client: u32) -> Result<u32, AmqpError> {
+    let fail = |text: String| Err(AmqpError::not_allowed(text).on(10, 31));
+    if client != 0 && client < min {
+        return fail(format!(
+            "negotiated {field} = {client} is lower than the minimum allowed value ({min})"
+        ));
+    }
+    if server != 0 && (client == 0 || client > server) {
+        let detail = if client == 0 { " (no limit)" } else { "" };
+        return fail(format!(
+            "negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})"
+        ));
+    }
+    Ok(client)
 }
 
 /// connection.close for a handshake failure.

@@ -131,6 +131,17 @@ impl Conn {
             ))
             .on(60, 40));
         }
+        // RabbitMQ's validated user-id: a claimed user_id must be the authenticated user.
+        if let Some(claimed) = crate::protocol::properties::user_id(&header.properties) {
+            if claimed != self.user.name.as_bytes() && !self.user.has_tag("impersonator") {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    String::from_utf8_lossy(claimed),
+                    self.user.name
+                ))
+                .on(60, 40));
+            }
+        }
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,

@@ -34,7 +34,9 @@ pub fn split_frame(buf: &mut BytesMut, frame_max: u32) -> Split {
         return Split::Incomplete;
     }
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if frame_max != 0 && u64::from(size) + FRAME_OVERHEAD as u64 > u64::from(frame_max) {
+    // As RabbitMQ, tolerate a payload of up to frame_max itself: some clients count frame_max as
+    // the payload limit and overshoot the whole-frame limit by the 8 bytes of framing.
+    if frame_max != 0 && size > frame_max {
         return Split::TooLarge { size };
     }
     let total = size as usize + FRAME_OVERHEAD;

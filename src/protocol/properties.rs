@@ -261,6 +261,13 @@ pub fn expiration(props: &[u8]) -> Option<&[u8]> {
     r.take(len).ok()
 }
 
+/// `user_id` if present, as raw bytes.
+pub fn user_id(props: &[u8]) -> Option<&[u8]> {
+    let mut r = locate(props, FLAG_USER_ID)?;
+    let len = usize::from(r.u8().ok()?);
+    r.take(len).ok()
+}
+
 /// The `headers` table, decoded with amq-protocol (allocates; used by the headers exchange and CC/BCC).
 ///
 /// The whole list is validated first (cheap, no allocation): that bounds the nesting depth before
