@@ -82,6 +82,24 @@ pub struct Config {
     pub vhosts: Vec<String>,
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
+    pub store: StoreConfig,
+}
+
+/// The message store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Size at which a queue's log starts a new segment file, bytes. Whole segments are deleted
+    /// once every message in them is acked, so smaller segments give space back sooner.
+    pub segment_size: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            segment_size: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Negotiation limits and sizes.
@@ -143,6 +161,7 @@ impl Default for Config {
             users: Vec::new(),
             vhosts: vec!["/".into()],
             guest_loopback_only: true,
+            store: StoreConfig::default(),
         }
     }
 }

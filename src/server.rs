@@ -43,7 +43,7 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let listener = TcpListener::bind((config.bind.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
-    let broker = Arc::new(Broker::new(config, users));
+    let broker = Arc::new(Broker::open(config, users)?);
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, broker.clone(), rx));
     Ok(ServerHandle {

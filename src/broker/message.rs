@@ -2,6 +2,7 @@
 //! the memory they were read into, so fanout to N queues copies nothing.
 
 use crate::protocol::properties;
+use crate::store::Location;
 use bytes::Bytes;
 
 /// One published message. Cloning bumps reference counts only.
@@ -13,12 +14,14 @@ pub struct Message {
     /// Raw property flags + list, validated, re-sent verbatim to consumers.
     pub properties: Bytes,
     pub body: Bytes,
+    /// `delivery_mode = 2`, read once when the message arrives.
+    pub persistent: bool,
 }
 
 impl Message {
-    /// `delivery_mode = 2`.
-    pub fn is_persistent(&self) -> bool {
-        properties::delivery_mode(&self.properties) == Some(2)
+    /// Read `delivery_mode` from raw properties.
+    pub fn persistent_in(props: &[u8]) -> bool {
+        properties::delivery_mode(props) == Some(2)
     }
 
     /// Bytes this message accounts for in a queue (body only, as RabbitMQ's `message_bytes`).
@@ -33,5 +36,7 @@ impl Message {
 pub struct QueuedMessage {
     pub seq: u64,
     pub redelivered: bool,
+    /// Where the message's record is in the queue's log (persistent messages in durable queues).
+    pub loc: Option<Location>,
     pub msg: Message,
 }

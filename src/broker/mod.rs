@@ -3,12 +3,14 @@
 
 pub mod exchange;
 pub mod message;
+pub mod persist;
 pub mod queue;
 pub mod vhost;
 
 use crate::auth::Users;
 use crate::config::Config;
 use dashmap::DashMap;
+use persist::Persistence;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use vhost::VHost;
@@ -23,17 +25,28 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: Config, users: Users) -> Broker {
+    /// Open the data dir, recover durable definitions and messages, and build the broker.
+    pub fn open(config: Config, users: Users) -> std::io::Result<Broker> {
+        let persist = Arc::new(Persistence::open(
+            &config.data_dir,
+            config.store.segment_size,
+        )?);
         let vhosts = DashMap::new();
-        for v in &config.vhosts {
-            vhosts.insert(v.clone(), Arc::new(VHost::new(v)));
+        let list: Vec<Arc<VHost>> = config
+            .vhosts
+            .iter()
+            .map(|v| Arc::new(VHost::new(v, Some(persist.clone()))))
+            .collect();
+        persist.restore(&list)?;
+        for v in list {
+            vhosts.insert(v.name.to_string(), v);
         }
-        Broker {
+        Ok(Broker {
             config,
             users,
             vhosts,
             next_id: AtomicU64::new(1),
-        }
+        })
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

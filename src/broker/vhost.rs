@@ -4,7 +4,9 @@
 
 use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions, LazyHeaders};
 use crate::broker::message::Message;
+use crate::broker::persist::Persistence;
 use crate::broker::queue::consumer::ClientEvent;
+use crate::broker::queue::log::{QueueLog, Restored};
 use crate::broker::queue::{Queue, QueueOptions};
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
@@ -31,6 +33,8 @@ pub struct VHost {
     /// Serializes topology changes so check-then-act sequences (declare, delete with if-unused,
     /// bind) are atomic. Never taken on the publish path.
     topology: Mutex<()>,
+    /// Where durable definitions and queue logs go (None: nothing is persisted).
+    persist: Option<Arc<Persistence>>,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -57,13 +61,14 @@ fn reserved(name: &str) -> bool {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> VHost {
+    pub fn new(name: &str, persist: Option<Arc<Persistence>>) -> VHost {
         let name: Arc<str> = Arc::from(name);
         let v = VHost {
             name: name.clone(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             topology: Mutex::new(()),
+            persist,
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -179,9 +184,56 @@ impl VHost {
                 "exchange name '{name}' contains reserved prefix 'amq.*'"
             )));
         }
+        if let (true, Some(p)) = (opts.durable, &self.persist) {
+            p.save_exchange(&self.name, name, &opts)?;
+        }
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
         self.exchanges.insert(e.name.clone(), e.clone());
         Ok(e)
+    }
+
+    /// Put back a durable exchange at start-up.
+    pub fn restore_exchange(&self, name: &str, opts: ExchangeOptions) {
+        let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        self.exchanges.insert(e.name.clone(), e);
+    }
+
+    /// Put back a durable queue and its messages at start-up.
+    pub fn restore_queue(
+        &self,
+        name: &str,
+        opts: QueueOptions,
+        id: u64,
+        log: Arc<QueueLog>,
+        restored: Restored,
+    ) {
+        let q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_log(
+            id,
+            log,
+            Some(restored),
+        );
+        self.queues.insert(q.name.clone(), Arc::new(q));
+    }
+
+    /// Put back a durable binding at start-up.
+    pub fn restore_binding(
+        &self,
+        source: &str,
+        to_queue: bool,
+        dest: &str,
+        key: &str,
+        args: &FieldTable,
+    ) {
+        let d = if to_queue {
+            self.queue(dest).map(Dest::Queue)
+        } else {
+            self.exchange(dest).map(Dest::Exchange)
+        };
+        if let (Some(s), Some(d)) = (self.exchange(source), d) {
+            if let Err(e) = s.bind(d, key, args) {
+                tracing::warn!(source, dest, "skipping a stored binding: {e}");
+            }
+        }
     }
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
@@ -208,6 +260,11 @@ impl VHost {
 
     /// Drop an exchange and every binding that leads to it (topology lock held).
     fn remove_exchange(&self, e: &Arc<Exchange>) {
+        if let (true, Some(p)) = (e.options.durable, &self.persist) {
+            if let Err(err) = p.forget_exchange(&self.name, &e.name) {
+                tracing::error!("{err}");
+            }
+        }
         self.exchanges.remove(&e.name);
         e.mark_deleted();
         let dest = Dest::Exchange(e.clone());
@@ -292,7 +349,18 @@ impl VHost {
             Arc::from(name)
         };
         let owner = opts.exclusive.then_some(conn);
-        let q = Arc::new(Queue::new(self.name.clone(), name.clone(), opts, owner));
+        // Exclusive queues die with their connection, so they are never written down.
+        let store = match &self.persist {
+            Some(p) if opts.durable && !opts.exclusive => {
+                Some(p.create_queue(&self.name, &name, &opts)?)
+            }
+            _ => None,
+        };
+        let mut q = Queue::new(self.name.clone(), name.clone(), opts, owner);
+        if let Some((id, log)) = store {
+            q = q.with_log(id, log, None);
+        }
+        let q = Arc::new(q);
         self.queues.insert(name, q.clone());
         Ok(declared(&q))
     }
@@ -337,6 +405,11 @@ impl VHost {
 
     /// Remove a queue, its bindings, and tell its consumers (topology lock held).
     fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        if let (true, Some(p)) = (q.store_id != 0, &self.persist) {
+            if let Err(err) = p.forget_queue(&self.name, &q.name) {
+                tracing::error!("{err}");
+            }
+        }
         self.queues.remove(&q.name);
         let dest = Dest::Queue(q.clone());
         for e in self.exchanges() {
@@ -390,9 +463,7 @@ impl VHost {
         let _t = self.topology.lock();
         let q = self.queue_for(queue, conn)?;
         let e = self.source_for_bind(exchange)?;
-        e.bind(Dest::Queue(q), key, args)
-            .map_err(AmqpError::precondition_failed)?;
-        Ok(())
+        self.bind(&e, Dest::Queue(q), key, args)
     }
 
     pub fn unbind_queue(
@@ -406,10 +477,7 @@ impl VHost {
         let _t = self.topology.lock();
         let q = self.queue_for(queue, conn)?;
         let e = self.source_for_bind(exchange)?;
-        if e.unbind(&Dest::Queue(q), key, args) {
-            self.maybe_auto_delete(&e);
-        }
-        Ok(())
+        self.unbind(&e, Dest::Queue(q), key, args)
     }
 
     pub fn bind_exchange(
@@ -422,9 +490,7 @@ impl VHost {
         let _t = self.topology.lock();
         let d = self.source_for_bind(dest)?;
         let s = self.source_for_bind(source)?;
-        s.bind(Dest::Exchange(d), key, args)
-            .map_err(AmqpError::precondition_failed)?;
-        Ok(())
+        self.bind(&s, Dest::Exchange(d), key, args)
     }
 
     pub fn unbind_exchange(
@@ -437,8 +503,38 @@ impl VHost {
         let _t = self.topology.lock();
         let d = self.source_for_bind(dest)?;
         let s = self.source_for_bind(source)?;
-        if s.unbind(&Dest::Exchange(d), key, args) {
-            self.maybe_auto_delete(&s);
+        self.unbind(&s, Dest::Exchange(d), key, args)
+    }
+
+    /// Add a binding, writing it down first when both ends are durable (topology lock held).
+    fn bind(&self, src: &Exchange, dest: Dest, key: &str, args: &FieldTable) -> AmqpResult<()> {
+        if !src
+            .bind(dest.clone(), key, args)
+            .map_err(AmqpError::precondition_failed)?
+        {
+            return Ok(());
+        }
+        if let Some(p) = &self.persist {
+            if let Err(e) = p.save_binding(&self.name, src, &dest, key, args) {
+                src.unbind(&dest, key, args);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn unbind(
+        &self,
+        src: &Arc<Exchange>,
+        dest: Dest,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        if src.unbind(&dest, key, args) {
+            if let Some(p) = &self.persist {
+                p.forget_binding(&self.name, src, &dest, key, args)?;
+            }
+            self.maybe_auto_delete(src);
         }
         Ok(())
     }

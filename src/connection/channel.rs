@@ -5,6 +5,7 @@ use crate::broker::exchange::Exchange;
 use crate::broker::message::QueuedMessage;
 use crate::broker::queue::Queue;
 use crate::protocol::hot::{ContentHeader, Publish};
+use crate::store::Location;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,6 +27,14 @@ pub enum Content {
         rest: BytesMut,
         received: u64,
     },
+}
+
+/// A confirm-mode publish waiting for `waits` log syncs.
+#[derive(Debug)]
+pub struct PendingConfirm {
+    pub seq: u64,
+    pub waits: u32,
+    pub failed: bool,
 }
 
 /// A delivery the client has not acked yet.
@@ -64,6 +73,11 @@ pub struct Channel {
     pub confirm_upto: u64,
     /// Highest sequence number already confirmed to the client.
     pub confirmed: u64,
+    /// Publishes waiting for log syncs, in sequence order (only while any is outstanding).
+    pub unconfirmed: VecDeque<PendingConfirm>,
+    /// Process-unique id of this channel instance, so a late store event for a closed channel
+    /// is not applied to a new channel that reuses its number.
+    pub epoch: u64,
     /// The exchange last published to, to skip the map lookup for a run of publishes.
     pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
 }
@@ -100,24 +114,39 @@ impl Channel {
     }
 }
 
+/// Scratch lists of the log records a run of settled messages had, reused across acks.
+#[derive(Debug, Default)]
+pub struct SettleScratch {
+    seqs: Vec<u64>,
+    locs: Vec<Location>,
+}
+
 /// Settle acked entries, one queue call per run of entries sharing a queue and consumer, without
-/// collecting them (acks are the hot path).
-pub fn settle_runs(items: impl Iterator<Item = Unacked>) {
+/// allocating (acks are the hot path).
+pub fn settle_runs(items: impl Iterator<Item = Unacked>, scratch: &mut SettleScratch) {
     let mut run: Option<(Arc<Queue>, Option<u64>, u32)> = None;
     for u in items {
         match &mut run {
             Some((q, c, n)) if Arc::ptr_eq(q, &u.queue) && *c == u.consumer => *n += 1,
             _ => {
                 if let Some((q, c, n)) = run.take() {
-                    q.settle(c, n, true);
+                    q.settle(c, n, true, &scratch.seqs, &scratch.locs);
+                    scratch.seqs.clear();
+                    scratch.locs.clear();
                 }
                 run = Some((u.queue, u.consumer, 1));
             }
         }
+        if let Some(loc) = u.message.loc {
+            scratch.seqs.push(u.message.seq);
+            scratch.locs.push(loc);
+        }
     }
     if let Some((q, c, n)) = run {
-        q.settle(c, n, true);
+        q.settle(c, n, true, &scratch.seqs, &scratch.locs);
     }
+    scratch.seqs.clear();
+    scratch.locs.clear();
 }
 
 /// Apply `f` to runs of entries that share a queue and consumer, so each queue is locked once per

@@ -120,7 +120,12 @@ impl Conn {
     }
 
     pub(super) fn on_ack(&mut self, chan: u16, method: u16, a: AckArgs) -> AmqpResult<()> {
-        let ch = self.ch(chan)?;
+        let scratch = &mut self.settle_scratch;
+        let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
+            return Err(AmqpError::channel_error(format!(
+                "channel {chan} is not open"
+            )));
+        };
         let Some(range) = ch.unacked_range(a.delivery_tag, a.multiple) else {
             return Err(AmqpError::precondition_failed(format!(
                 "unknown delivery tag {}",
@@ -131,7 +136,7 @@ impl Conn {
             let items: Vec<Unacked> = ch.unacked.drain(range).collect();
             for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
         } else {
-            settle_runs(ch.unacked.drain(range));
+            settle_runs(ch.unacked.drain(range), scratch);
         }
         Ok(())
     }
@@ -155,6 +160,12 @@ impl Conn {
     pub(super) fn handle_event(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::Deliver(d) => self.deliver(d),
+            ClientEvent::Stored {
+                channel,
+                epoch,
+                seq,
+                ok,
+            } => self.on_stored(channel, epoch, seq, ok),
             ClientEvent::Cancel {
                 channel,
                 consumer_id,

@@ -185,7 +185,11 @@ impl Conn {
             _ => {
                 return match (f.kind, decode_method(&f.payload)) {
                     (FRAME_METHOD, Ok(AMQPClass::Channel(channel::AMQPMethod::Open(_)))) => {
-                        *self.channel_slot(chan) = Some(Box::new(Channel::new()));
+                        let epoch = self.broker.next_id();
+                        *self.channel_slot(chan) = Some(Box::new(Channel {
+                            epoch,
+                            ..Channel::new()
+                        }));
                         self.send(
                             chan,
                             AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),

@@ -113,6 +113,8 @@ pub struct Conn {
     confirm_dirty: Vec<u16>,
     /// No-ack deliveries written this batch, per (queue, consumer): credit to return.
     written: Vec<(Arc<Queue>, u64, u32)>,
+    /// Scratch for acks of stored messages.
+    settle_scratch: channel::SettleScratch,
     /// Scratch for routing.
     route_out: Vec<Arc<Queue>>,
     route_seen: Vec<usize>,
@@ -170,6 +172,7 @@ pub async fn serve<S>(
         events_tx,
         confirm_dirty: Vec::new(),
         written: Vec::new(),
+        settle_scratch: channel::SettleScratch::default(),
         route_out: Vec::new(),
         route_seen: Vec::new(),
         closing: false,
@@ -264,7 +267,7 @@ impl Conn {
     fn end_batch(&mut self) {
         self.flush_confirms();
         for (q, consumer, n) in self.written.drain(..) {
-            q.settle(Some(consumer), n, false);
+            q.settle(Some(consumer), n, false, &[], &[]);
         }
         self.out.push(&mut self.wbuf);
     }

@@ -2,8 +2,10 @@
 //! queues, mandatory returns and publisher confirms.
 
 use super::channel::Content;
+use super::channel::PendingConfirm;
 use super::Conn;
 use crate::broker::message::Message;
+use crate::broker::persist::ConfirmWaiter;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::frame::RawFrame;
 use crate::protocol::hot::{self, ContentHeader, Publish};
@@ -145,6 +147,7 @@ impl Conn {
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
+            persistent: Message::persistent_in(&header.properties),
             properties: header.properties,
             body,
         };
@@ -172,19 +175,42 @@ impl Conn {
                 );
                 hot::encode_body(&mut self.wbuf, chan, &msg.body, self.frame_max);
             }
-        } else {
-            let last = targets.len() - 1;
-            for (i, q) in targets.drain(..).enumerate() {
-                // The last queue takes the message itself; the others share its bytes.
-                if i == last {
-                    q.publish(msg);
-                    break;
+        }
+        let (confirm, seq, epoch) = {
+            let ch = self.ch(chan)?;
+            (ch.confirm, ch.publish_seq, ch.epoch)
+        };
+        let (mut waits, mut failed) = (0u32, false);
+        let last = targets.len().saturating_sub(1);
+        let mut msg = Some(msg);
+        for (i, q) in targets.drain(..).enumerate() {
+            // The last queue takes the message itself; the others share its bytes.
+            let m = if i == last { msg.take() } else { msg.clone() };
+            let Some(m) = m else { break };
+            match q.publish(m) {
+                Ok(true) if confirm => {
+                    if let Some(log) = &q.log {
+                        waits += 1;
+                        log.sync_then(ConfirmWaiter {
+                            tx: self.events_tx.clone(),
+                            channel: chan,
+                            epoch,
+                            seq,
+                        });
+                    }
                 }
-                q.publish(msg.clone());
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(queue = %q.name, "could not store a message: {e}");
+                    failed = true;
+                }
             }
         }
         self.route_out = targets;
-        self.confirm_one(chan)
+        if confirm {
+            self.confirm_publish(chan, seq, waits, failed)?;
+        }
+        Ok(())
     }
 
     /// The exchange a publish names, from the channel's one-entry cache when it matches.
@@ -211,17 +237,69 @@ impl Conn {
         Ok(e)
     }
 
-    /// Mark the channel's current publish as confirmed (sent at the end of the batch, coalesced).
-    fn confirm_one(&mut self, chan: u16) -> AmqpResult<()> {
+    /// Publish `seq` is in every target queue; it still waits for `waits` log syncs. Confirms go
+    /// out in sequence order, coalesced into one `multiple` ack per channel per batch.
+    fn confirm_publish(&mut self, chan: u16, seq: u64, waits: u32, failed: bool) -> AmqpResult<()> {
         let ch = self.ch(chan)?;
-        if ch.confirm {
-            let was_clean = ch.confirm_upto == ch.confirmed;
-            ch.confirm_upto = ch.publish_seq;
-            if was_clean {
-                self.confirm_dirty.push(chan);
-            }
+        if waits == 0 && !failed && ch.unconfirmed.is_empty() {
+            ch.confirm_upto = seq;
+            self.mark_confirm_dirty(chan);
+            return Ok(());
         }
+        ch.unconfirmed
+            .push_back(PendingConfirm { seq, waits, failed });
+        self.drain_confirms(chan);
         Ok(())
+    }
+
+    /// A log sync a publish waited for finished.
+    pub(super) fn on_stored(&mut self, chan: u16, epoch: u64, seq: u64, ok: bool) {
+        let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
+            return;
+        };
+        if ch.epoch != epoch || ch.closing {
+            return;
+        }
+        if let Ok(i) = ch.unconfirmed.binary_search_by_key(&seq, |p| p.seq) {
+            let p = &mut ch.unconfirmed[i];
+            p.waits = p.waits.saturating_sub(1);
+            p.failed |= !ok;
+        }
+        self.drain_confirms(chan);
+    }
+
+    /// Confirm every leading publish that waits for nothing more; a failed one is nacked after
+    /// the acks before it are sent.
+    fn drain_confirms(&mut self, chan: u16) {
+        let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
+            return;
+        };
+        let mut dirty = false;
+        while ch.unconfirmed.front().is_some_and(|p| p.waits == 0) {
+            let Some(p) = ch.unconfirmed.pop_front() else {
+                break;
+            };
+            if p.failed {
+                if ch.confirm_upto > ch.confirmed {
+                    let multiple = ch.confirm_upto - ch.confirmed > 1;
+                    hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
+                }
+                hot::encode_confirm_nack(&mut self.wbuf, chan, p.seq, false);
+                ch.confirmed = p.seq;
+            } else {
+                dirty = true;
+            }
+            ch.confirm_upto = p.seq;
+        }
+        if dirty {
+            self.mark_confirm_dirty(chan);
+        }
+    }
+
+    fn mark_confirm_dirty(&mut self, chan: u16) {
+        if !self.confirm_dirty.contains(&chan) {
+            self.confirm_dirty.push(chan);
+        }
     }
 
     /// Send one basic.ack (multiple when it covers more than one) per channel with confirms due.

@@ -31,15 +31,18 @@
 //! Deleting a segment is not synced on its own; if the unlink is lost in a crash the segment
 //! comes back and its records are replayed again, which the caller's ack records settle.
 //!
-//! Replay scans every segment: a torn or corrupt tail of the newest segment is truncated
-//! (warning), a corrupt record anywhere else is skipped by scanning forward for the next record
-//! whose length, structure and checksum validate (error log with segment and offset).
+//! Replay scans every segment: a torn or corrupt tail of the newest non-empty segment is
+//! truncated (warning), a corrupt region anywhere else is skipped by scanning forward for the
+//! next record whose length, structure and checksum validate (error log naming the log, the
+//! segment and the offset; counted once per region in `corrupt_records`).
 
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io;
 
 mod codec;
+pub mod commit;
+pub mod definitions;
 mod memory;
 mod segment;
 #[cfg(test)]

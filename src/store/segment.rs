@@ -113,6 +113,40 @@ impl FileLog {
         &self.dir
     }
 
+    /// Group commit, step one, called under the log's lock: hand buffered bytes to the OS and
+    /// return handles whose fdatasync makes everything appended so far durable, so the slow part
+    /// runs without the lock (appenders never wait for a disk flush). The files count as clean
+    /// from here on; if an fdatasync fails, call [`FileLog::sync_failed`].
+    pub fn prepare_sync(&mut self) -> io::Result<Vec<File>> {
+        let r = (|| {
+            self.flush()?;
+            let mut files: Vec<File> = self.unsynced.drain(..).map(|(_, f)| f).collect();
+            if let Some(a) = self.active.as_mut().filter(|a| a.dirty) {
+                files.push(a.file.try_clone()?);
+                a.dirty = false;
+            }
+            if self.dir_dirty {
+                files.push(File::open(&self.dir)?);
+                self.dir_dirty = false;
+            }
+            Ok(files)
+        })();
+        if r.is_err() {
+            self.sync_failed();
+        }
+        r
+    }
+
+    /// A sync failed: the kernel may have dropped dirty pages, so retire the segment being written
+    /// (as [`MessageLog::sync`] does) and sync the directory again next time.
+    pub fn sync_failed(&mut self) {
+        if let Some(a) = &mut self.active {
+            a.retire = true;
+            a.dirty = true;
+        }
+        self.dir_dirty = true;
+    }
+
     pub fn segment_size(&self) -> u64 {
         self.segment_size
     }

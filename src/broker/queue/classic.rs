@@ -5,6 +5,7 @@
 use super::consumer::{ClientEvent, ConsumerEntry, Delivery};
 use super::Queue;
 use crate::broker::message::QueuedMessage;
+use crate::store::Location;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -22,17 +23,23 @@ pub struct ClassicState {
     pub unacked: u64,
     /// Set once a consumer has attached: auto-delete only applies after that.
     pub had_consumer: bool,
+    /// Scratch for log records written at the end of a dispatch round: first deliveries to
+    /// manual-ack consumers, and stored messages settled by going to a no-ack consumer.
+    delivered: Vec<u64>,
+    settled_seqs: Vec<u64>,
+    settled_locs: Vec<Location>,
 }
 
 impl ClassicState {
-    /// Append a freshly published message.
-    pub fn push(&mut self, msg: crate::broker::message::Message) {
+    /// Append a freshly published message (its seq is `next_seq`; `loc` its log record).
+    pub fn push(&mut self, msg: crate::broker::message::Message, loc: Option<Location>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_bytes += msg.size();
         self.ready.push_back(QueuedMessage {
             seq,
             redelivered: false,
+            loc,
             msg,
         });
     }
@@ -68,12 +75,24 @@ impl ClassicState {
 
     /// Hand ready messages to consumers with credit until one runs out.
     pub fn dispatch(&mut self, queue: &Arc<Queue>) {
+        self.dispatch_round(queue);
+        if let Some(log) = &queue.log {
+            log.delivered(&self.delivered);
+            log.settle(&self.settled_seqs, &self.settled_locs);
+        }
+        self.delivered.clear();
+        self.settled_seqs.clear();
+        self.settled_locs.clear();
+    }
+
+    fn dispatch_round(&mut self, queue: &Arc<Queue>) {
         while !self.ready.is_empty() {
             let Some(i) = self.next_consumer() else {
                 return;
             };
             let Some(message) = self.pop() else { return };
             let c = &mut self.consumers[i];
+            let stored = message.loc.map(|l| (message.seq, l, message.redelivered));
             let ev = ClientEvent::Deliver(Delivery {
                 channel: c.channel,
                 consumer_id: c.id,
@@ -82,6 +101,14 @@ impl ClassicState {
             });
             match c.tx.send(ev) {
                 Ok(()) => {
+                    if let Some((seq, loc, redelivered)) = stored {
+                        if c.no_ack {
+                            self.settled_seqs.push(seq);
+                            self.settled_locs.push(loc);
+                        } else if !redelivered {
+                            self.delivered.push(seq);
+                        }
+                    }
                     c.outstanding += 1;
                     if !c.no_ack {
                         self.unacked += 1;

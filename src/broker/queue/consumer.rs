@@ -16,6 +16,14 @@ pub const NO_ACK_WINDOW: u32 = 2000;
 pub enum ClientEvent {
     /// Push a message to a consumer; the connection assigns the delivery tag.
     Deliver(Delivery),
+    /// A publish that waited for the log's fsync is durable (`ok`) or could not be stored.
+    /// `epoch` tells the channel instance (numbers are reused after close).
+    Stored {
+        channel: u16,
+        epoch: u64,
+        seq: u64,
+        ok: bool,
+    },
     /// The server cancels a consumer (its queue was deleted).
     Cancel { channel: u16, consumer_id: u64 },
     /// Close the whole connection (admin close, shutdown).

@@ -4,12 +4,15 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod log;
 
 use crate::broker::message::{Message, QueuedMessage};
 use crate::error::{AmqpError, AmqpResult};
+use crate::store::Location;
 use amq_protocol::types::FieldTable;
 use classic::ClassicState;
 use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec};
+use log::{QueueLog, Restored};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -43,6 +46,10 @@ pub struct Queue {
     state: Mutex<ClassicState>,
     deleted: AtomicBool,
     pub counters: QueueCounters,
+    /// The message log of a durable queue (persistent messages are written here).
+    pub log: Option<Arc<QueueLog>>,
+    /// Store id of a durable queue (names its log directory).
+    pub store_id: u64,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -67,7 +74,24 @@ impl Queue {
             state: Mutex::new(ClassicState::default()),
             deleted: AtomicBool::new(false),
             counters: QueueCounters::default(),
+            log: None,
+            store_id: 0,
         }
+    }
+
+    /// Give a durable queue its log and the messages recovered from it.
+    pub fn with_log(mut self, id: u64, log: Arc<QueueLog>, restored: Option<Restored>) -> Queue {
+        self.store_id = id;
+        self.log = Some(log);
+        if let Some(r) = restored {
+            let st = self.state.get_mut();
+            st.next_seq = r.next_seq;
+            for m in r.messages {
+                st.ready_bytes += m.msg.size();
+                st.ready.push_back(m);
+            }
+        }
+        self
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -79,17 +103,23 @@ impl Queue {
         format!("queue '{}' in vhost '{}'", self.name, self.vhost)
     }
 
-    /// Enqueue a routed message and hand it on if a consumer has credit. False if deleted.
-    pub fn publish(self: &Arc<Self>, msg: Message) -> bool {
+    /// Enqueue a routed message and hand it on if a consumer has credit. Returns whether it was
+    /// written to the queue's log (then a confirm must wait for the log's sync); an error means
+    /// the log refused it and the message was not enqueued.
+    pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<bool> {
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return false;
+            return Ok(false);
         }
-        st.push(msg);
+        let loc = match &self.log {
+            Some(log) if msg.persistent => Some(log.append(st.next_seq, &msg)?),
+            _ => None,
+        };
+        st.push(msg, loc);
         st.dispatch(self);
         drop(st);
         self.counters.published.fetch_add(1, Relaxed);
-        true
+        Ok(loc.is_some())
     }
 
     /// Take the head message for basic.get; with `no_ack` false it counts as unacked.
@@ -99,6 +129,13 @@ impl Queue {
         let m = st.pop()?;
         if !no_ack {
             st.unacked += 1;
+        }
+        if let (Some(log), Some(loc)) = (&self.log, m.loc) {
+            if no_ack {
+                log.settle(&[m.seq], &[loc]);
+            } else if !m.redelivered {
+                log.delivered(&[m.seq]);
+            }
         }
         let left = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
         drop(st);
@@ -138,7 +175,18 @@ impl Queue {
 
     /// Settle `n` deliveries: acked (manual ack) or written to the socket (no-ack). Returns credit
     /// to the consumer and dispatches more.
-    pub fn settle(self: &Arc<Self>, consumer_id: Option<u64>, n: u32, manual: bool) {
+    /// `seqs`/`locs` name the settled messages that have log records.
+    pub fn settle(
+        self: &Arc<Self>,
+        consumer_id: Option<u64>,
+        n: u32,
+        manual: bool,
+        seqs: &[u64],
+        locs: &[Location],
+    ) {
+        if let Some(log) = &self.log {
+            log.settle(seqs, locs);
+        }
         let mut st = self.state.lock();
         if manual {
             st.unacked = st.unacked.saturating_sub(u64::from(n));
@@ -179,13 +227,21 @@ impl Queue {
         st.dispatch(self);
     }
 
-    /// Drop unacked messages for good (nack/reject without requeue): only the counts change.
-    pub fn discard(self: &Arc<Self>, consumer_id: Option<u64>, n: u32) {
-        self.settle(consumer_id, n, true);
-    }
-
     pub fn purge(&self) -> u32 {
-        self.state.lock().purge()
+        let mut st = self.state.lock();
+        if let Some(log) = &self.log {
+            if st.unacked == 0 {
+                log.clear();
+            } else {
+                let (seqs, locs): (Vec<u64>, Vec<Location>) = st
+                    .ready
+                    .iter()
+                    .filter_map(|m| m.loc.map(|l| (m.seq, l)))
+                    .unzip();
+                log.settle(&seqs, &locs);
+            }
+        }
+        st.purge()
     }
 
     /// Ready messages (what declare-ok reports).
@@ -215,6 +271,9 @@ impl Queue {
         let mut st = self.state.lock();
         self.deleted.store(true, Relaxed);
         let n = st.purge();
+        if let Some(log) = &self.log {
+            log.destroy();
+        }
         let cancelled = st
             .consumers
             .drain(..)

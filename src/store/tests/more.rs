@@ -135,6 +135,42 @@ fn segments_are_kept_until_replayed() {
     assert_eq!(publishes(&recs).len(), 2);
 }
 
+#[test]
+fn torn_tail_before_an_empty_newest_segment_is_truncated() {
+    let root = tempfile::tempdir().unwrap();
+    let mut log = FileLog::open(root.path(), 1000).unwrap();
+    let locs: Vec<_> = (0..4).map(|i| log.append(&msg(i, 600)).unwrap()).collect();
+    log.sync().unwrap();
+    drop(log);
+    // Crash after rotating: the new segment's entry survived, the old one's last write did not.
+    let last = root.path().join(format!("{:020}.seg", locs[3].segment));
+    fs::write(&last, &fs::read(&last).unwrap()[..300]).unwrap();
+    fs::write(
+        root.path().join(format!("{:020}.seg", locs[3].segment + 1)),
+        b"",
+    )
+    .unwrap();
+    let mut log = FileLog::open(root.path(), 1000).unwrap();
+    let (recs, report) = replay_all(&mut log);
+    assert_eq!(publishes(&recs).len(), 3);
+    assert_eq!((report.truncated_bytes, report.corrupt_records), (300, 0));
+}
+
+#[test]
+fn memory_power_loss_keeps_what_sync_covered() {
+    let mut log = MemoryLog::new(1000);
+    let locs: Vec<_> = (0..6).map(|i| log.append(&msg(i, 600)).unwrap()).collect();
+    log.sync().unwrap();
+    (6..9).for_each(|i| assert!(log.append(&msg(i, 600)).is_ok()));
+    log.restart(true);
+    let (recs, _) = replay_all(&mut log);
+    let got: Vec<_> = publishes(&recs).into_iter().map(|p| p.1).collect();
+    assert_eq!(
+        got, locs,
+        "everything synced, including rotated segments; nothing else"
+    );
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Append(u16),

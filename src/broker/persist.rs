@@ -1,0 +1,246 @@
+//! The broker's side of durability: the handles to the definitions store and the commit thread,
+//! the hooks that write durable exchanges, queues and bindings before their *-ok, and the confirm
+//! waiter that tells a publisher's connection when its message is on disk.
+
+use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions};
+use crate::broker::queue::consumer::ClientEvent;
+use crate::broker::queue::log::QueueLog;
+use crate::broker::queue::QueueOptions;
+use crate::broker::vhost::VHost;
+use crate::error::{AmqpError, AmqpResult};
+use crate::store::commit::{GroupCommit, Waiter};
+use crate::store::definitions::Definitions;
+use crate::store::definitions::{BindingDef, DestKind, ExchangeDef, QueueDef};
+use amq_protocol::types::FieldTable;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Tells a publisher's connection that publish `seq` on `channel` is durable (or failed).
+pub struct ConfirmWaiter {
+    pub tx: UnboundedSender<ClientEvent>,
+    pub channel: u16,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl Waiter for ConfirmWaiter {
+    fn done(self, durable: bool) {
+        let _ = self.tx.send(ClientEvent::Stored {
+            channel: self.channel,
+            epoch: self.epoch,
+            seq: self.seq,
+            ok: durable,
+        });
+    }
+}
+
+/// Durable state the broker writes to: definitions (redb) and the group-commit thread.
+pub struct Persistence {
+    pub defs: Definitions,
+    pub commit: GroupCommit<ConfirmWaiter>,
+    queues_dir: PathBuf,
+    pub segment_size: u64,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("queues_dir", &self.queues_dir)
+            .finish()
+    }
+}
+
+impl Persistence {
+    pub fn open(data_dir: &Path, segment_size: u64) -> io::Result<Persistence> {
+        std::fs::create_dir_all(data_dir)?;
+        let defs =
+            Definitions::open(&data_dir.join("definitions.redb")).map_err(io::Error::other)?;
+        let commit = GroupCommit::start()?;
+        Ok(Persistence {
+            defs,
+            commit,
+            queues_dir: data_dir.join("queues"),
+            segment_size,
+        })
+    }
+
+    /// The message log directory of the durable queue with store id `id`.
+    pub fn queue_dir(&self, id: u64) -> PathBuf {
+        self.queues_dir.join(format!("{id:016x}"))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AmqpError {
+    AmqpError::internal_error(format!("storage failure: {e}"))
+}
+
+/// Is this end of a binding durable? (A binding is durable when both ends are.)
+fn durable_dest(d: &Dest) -> bool {
+    match d {
+        Dest::Queue(q) => q.store_id != 0,
+        Dest::Exchange(e) => e.options.durable,
+    }
+}
+
+fn binding_def(
+    vhost: &str,
+    source: &Exchange,
+    dest: &Dest,
+    key: &str,
+    args: &FieldTable,
+) -> BindingDef {
+    let (dest_kind, dest) = match dest {
+        Dest::Queue(q) => (DestKind::Queue, q.name.to_string()),
+        Dest::Exchange(e) => (DestKind::Exchange, e.name.to_string()),
+    };
+    BindingDef {
+        vhost: vhost.to_string(),
+        source: source.name.to_string(),
+        dest_kind,
+        dest,
+        routing_key: key.to_string(),
+        arguments: args.clone(),
+    }
+}
+
+/// The definition hooks: each commits (fsync) before returning, so before the method's *-ok.
+impl Persistence {
+    pub fn save_exchange(&self, vhost: &str, name: &str, o: &ExchangeOptions) -> AmqpResult<()> {
+        let d = ExchangeDef {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+            kind: o.kind.as_str().to_string(),
+            durable: o.durable,
+            auto_delete: o.auto_delete,
+            internal: o.internal,
+            arguments: o.arguments.clone(),
+        };
+        self.defs.put_exchange(&d).map_err(internal)
+    }
+
+    pub fn forget_exchange(&self, vhost: &str, name: &str) -> AmqpResult<()> {
+        self.defs.delete_exchange(vhost, name).map_err(internal)
+    }
+
+    /// A new durable queue: a store id, an empty log, and its definition.
+    pub fn create_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        o: &QueueOptions,
+    ) -> AmqpResult<(u64, Arc<QueueLog>)> {
+        let id = self.defs.next_queue_id().map_err(internal)?;
+        let log = QueueLog::open(&self.queue_dir(id), self.segment_size, self.commit.clone())
+            .map_err(internal)?;
+        let d = QueueDef {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+            durable: true,
+            auto_delete: o.auto_delete,
+            arguments: o.arguments.clone(),
+            id,
+        };
+        self.defs.put_queue(&d).map_err(internal)?;
+        Ok((id, log))
+    }
+
+    pub fn forget_queue(&self, vhost: &str, name: &str) -> AmqpResult<()> {
+        self.defs.delete_queue(vhost, name).map_err(internal)
+    }
+
+    pub fn save_binding(
+        &self,
+        vhost: &str,
+        source: &Exchange,
+        dest: &Dest,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        if !source.options.durable || !durable_dest(dest) {
+            return Ok(());
+        }
+        self.defs
+            .put_binding(&binding_def(vhost, source, dest, key, args))
+            .map_err(internal)
+    }
+
+    pub fn forget_binding(
+        &self,
+        vhost: &str,
+        source: &Exchange,
+        dest: &Dest,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        if !source.options.durable || !durable_dest(dest) {
+            return Ok(());
+        }
+        self.defs
+            .delete_binding(&binding_def(vhost, source, dest, key, args))
+            .map_err(internal)
+    }
+
+    /// Rebuild durable exchanges, queues (with their messages) and bindings into `vhosts`.
+    pub fn restore(&self, vhosts: &[Arc<VHost>]) -> io::Result<()> {
+        let loaded = self.defs.load().map_err(io::Error::other)?;
+        let find = |name: &str| vhosts.iter().find(|v| &*v.name == name);
+        for d in &loaded.exchanges {
+            let (Some(v), Some(kind)) = (find(&d.vhost), ExchangeKind::parse(&d.kind)) else {
+                tracing::warn!(vhost = %d.vhost, exchange = %d.name, "skipping a stored exchange");
+                continue;
+            };
+            let o = ExchangeOptions {
+                kind,
+                durable: true,
+                auto_delete: d.auto_delete,
+                internal: d.internal,
+                arguments: d.arguments.clone(),
+            };
+            v.restore_exchange(&d.name, o);
+        }
+        let started = std::time::Instant::now();
+        let mut messages = 0usize;
+        for d in &loaded.queues {
+            let Some(v) = find(&d.vhost) else {
+                tracing::warn!(vhost = %d.vhost, queue = %d.name, "skipping a stored queue");
+                continue;
+            };
+            let log = QueueLog::open(
+                &self.queue_dir(d.id),
+                self.segment_size,
+                self.commit.clone(),
+            )?;
+            let restored = log.restore(&d.name)?;
+            messages += restored.messages.len();
+            let o = QueueOptions {
+                durable: true,
+                exclusive: false,
+                auto_delete: d.auto_delete,
+                arguments: d.arguments.clone(),
+            };
+            v.restore_queue(&d.name, o, d.id, log, restored);
+        }
+        for b in &loaded.bindings {
+            if let Some(v) = find(&b.vhost) {
+                v.restore_binding(
+                    &b.source,
+                    b.dest_kind == DestKind::Queue,
+                    &b.dest,
+                    &b.routing_key,
+                    &b.arguments,
+                );
+            }
+        }
+        tracing::info!(
+            exchanges = loaded.exchanges.len(),
+            queues = loaded.queues.len(),
+            bindings = loaded.bindings.len(),
+            messages,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovered durable state"
+        );
+        Ok(())
+    }
+}

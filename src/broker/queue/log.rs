@@ -1,0 +1,204 @@
+//! A durable queue's message log as the queue uses it: appends under the queue's lock, settles and
+//! delivery marks, the bookkeeping group commit needs, and rebuilding the queue at start-up.
+
+use crate::broker::message::{Message, QueuedMessage};
+use crate::broker::persist::ConfirmWaiter;
+use crate::store::commit::{GroupCommit, Syncable};
+use crate::store::{FileLog, Location, MessageLog, Recovered, StoredMessage};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A durable queue's message log. Lock order: the queue's state lock, then this log's lock.
+pub struct QueueLog {
+    log: Mutex<FileLog>,
+    /// Appended since the commit thread last flushed it: the first append after a flush asks for
+    /// a sync, so messages published without confirms are made durable at group-commit pace too.
+    dirty: AtomicBool,
+    commit: GroupCommit<ConfirmWaiter>,
+}
+
+impl std::fmt::Debug for QueueLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueLog")
+    }
+}
+
+impl Syncable for QueueLog {
+    fn prepare_sync(&self) -> io::Result<Vec<File>> {
+        let mut log = self.log.lock();
+        self.dirty.store(false, Ordering::Relaxed);
+        log.prepare_sync()
+    }
+
+    fn sync_failed(&self) {
+        self.log.lock().sync_failed();
+    }
+}
+
+/// What replay rebuilt for a queue.
+pub struct Restored {
+    pub messages: Vec<QueuedMessage>,
+    pub next_seq: u64,
+}
+
+impl QueueLog {
+    pub fn open(
+        dir: &Path,
+        segment_size: u64,
+        commit: GroupCommit<ConfirmWaiter>,
+    ) -> io::Result<Arc<QueueLog>> {
+        Ok(Arc::new(QueueLog {
+            log: Mutex::new(FileLog::open(dir, segment_size)?),
+            dirty: AtomicBool::new(false),
+            commit,
+        }))
+    }
+
+    /// Ask the commit thread for a sync (no waiter) unless one is already due.
+    fn mark_dirty(self: &Arc<Self>) {
+        if !self.dirty.swap(true, Ordering::Relaxed) {
+            self.commit.sync(self.clone(), None);
+        }
+    }
+
+    /// Register a confirm waiter for everything appended so far.
+    pub fn sync_then(self: &Arc<Self>, w: ConfirmWaiter) {
+        self.dirty.store(true, Ordering::Relaxed);
+        self.commit.sync(self.clone(), Some(w));
+    }
+
+    /// Append a persistent message (buffered). The caller holds the queue's lock.
+    pub fn append(self: &Arc<Self>, seq: u64, msg: &Message) -> io::Result<Location> {
+        let rec = StoredMessage {
+            seq,
+            persistent: true,
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            properties: msg.properties.clone(),
+            body: msg.body.clone(),
+        };
+        let loc = self.log.lock().append(&rec)?;
+        self.mark_dirty();
+        Ok(loc)
+    }
+
+    /// Record that these messages are settled and let their records go.
+    pub fn settle(self: &Arc<Self>, seqs: &[u64], locs: &[Location]) {
+        if seqs.is_empty() {
+            return;
+        }
+        let mut log = self.log.lock();
+        if let Err(e) = log.append_acks(seqs) {
+            // The message is gone from the queue either way; at worst it comes back once after a
+            // crash, which at-least-once delivery allows.
+            tracing::error!("could not record acks: {e}");
+        }
+        for l in locs {
+            log.release(*l);
+        }
+        drop(log);
+        self.mark_dirty();
+    }
+
+    /// Record first deliveries, so a restart marks them redelivered.
+    pub fn delivered(&self, seqs: &[u64]) {
+        if !seqs.is_empty() {
+            if let Err(e) = self.log.lock().append_delivered(seqs) {
+                tracing::warn!("could not record deliveries: {e}");
+            }
+        }
+    }
+
+    /// Drop every record (purge with nothing unacked).
+    pub fn clear(&self) {
+        if let Err(e) = self.log.lock().clear() {
+            tracing::error!("could not clear a queue log: {e}");
+        }
+    }
+
+    /// Delete the log's files (queue deleted).
+    pub fn destroy(&self) {
+        let mut log = self.log.lock();
+        if let Err(e) = log.clear() {
+            tracing::error!("could not delete a queue log: {e}");
+        }
+        let _ = std::fs::remove_dir(log.dir());
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.log.lock().disk_bytes()
+    }
+
+    /// Rebuild the queue's messages from its log: persistent publishes not acked, in sequence
+    /// order, marked redelivered when a delivery was recorded. Everything else is released.
+    pub fn restore(&self, queue: &str) -> io::Result<Restored> {
+        let mut log = self.log.lock();
+        let mut publishes: BTreeMap<u64, Location> = BTreeMap::new();
+        let mut dropped: Vec<Location> = Vec::new();
+        let mut acked: HashSet<u64> = HashSet::new();
+        let mut delivered: HashSet<u64> = HashSet::new();
+        let mut max_seq = 0u64;
+        let report = log.replay(&mut |r| match r {
+            Recovered::Publish {
+                loc,
+                seq,
+                persistent,
+            } => {
+                max_seq = max_seq.max(seq + 1);
+                if !persistent {
+                    dropped.push(loc);
+                } else if let Some(old) = publishes.insert(seq, loc) {
+                    // The same message written twice (re-appended by a compaction): keep the last.
+                    dropped.push(old);
+                }
+            }
+            Recovered::Acks(s) => acked.extend(s),
+            Recovered::Delivered(s) => delivered.extend(s),
+        })?;
+        if report.truncated_bytes > 0 || report.corrupt_records > 0 {
+            tracing::warn!(
+                queue,
+                truncated = report.truncated_bytes,
+                corrupt = report.corrupt_records,
+                "queue log recovered with damage"
+            );
+        }
+        let mut messages = Vec::with_capacity(publishes.len());
+        for (seq, loc) in publishes {
+            if acked.contains(&seq) {
+                dropped.push(loc);
+                continue;
+            }
+            match log.read(loc) {
+                Ok(m) => messages.push(QueuedMessage {
+                    seq,
+                    redelivered: delivered.contains(&seq),
+                    loc: Some(loc),
+                    msg: Message {
+                        exchange: m.exchange,
+                        routing_key: m.routing_key,
+                        properties: m.properties,
+                        body: m.body,
+                        persistent: true,
+                    },
+                }),
+                Err(e) => {
+                    tracing::error!(queue, seq, "could not read a recovered message: {e}");
+                    dropped.push(loc);
+                }
+            }
+        }
+        for l in dropped {
+            log.release(l);
+        }
+        Ok(Restored {
+            messages,
+            next_seq: max_seq,
+        })
+    }
+}
