@@ -92,12 +92,16 @@ pub struct StoreConfig {
     /// Size at which a queue's log starts a new segment file, bytes. Whole segments are deleted
     /// once every message in them is acked, so smaller segments give space back sooner.
     pub segment_size: u64,
+    /// Memory one queue's ready messages may use (bytes plus ~200 bytes each) before newer
+    /// messages are kept only on disk and read back in order as consumers catch up.
+    pub queue_memory_limit: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             segment_size: 64 * 1024 * 1024,
+            queue_memory_limit: 64 * 1024 * 1024,
         }
     }
 }

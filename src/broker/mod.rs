@@ -30,6 +30,7 @@ impl Broker {
         let persist = Arc::new(Persistence::open(
             &config.data_dir,
             config.store.segment_size,
+            config.store.queue_memory_limit,
         )?);
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = config

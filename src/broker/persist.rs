@@ -14,6 +14,7 @@ use crate::store::definitions::{BindingDef, DestKind, ExchangeDef, QueueDef};
 use amq_protocol::types::FieldTable;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -41,7 +42,10 @@ pub struct Persistence {
     pub defs: Definitions,
     pub commit: GroupCommit<ConfirmWaiter>,
     queues_dir: PathBuf,
+    spill_dir: PathBuf,
+    spill_seq: AtomicU64,
     pub segment_size: u64,
+    pub queue_memory_limit: u64,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -53,8 +57,17 @@ impl std::fmt::Debug for Persistence {
 }
 
 impl Persistence {
-    pub fn open(data_dir: &Path, segment_size: u64) -> io::Result<Persistence> {
+    pub fn open(
+        data_dir: &Path,
+        segment_size: u64,
+        queue_memory_limit: u64,
+    ) -> io::Result<Persistence> {
         std::fs::create_dir_all(data_dir)?;
+        // Spill logs hold copies of transient messages only: nothing in them survives a restart.
+        let spill_dir = data_dir.join("spill");
+        if spill_dir.exists() {
+            std::fs::remove_dir_all(&spill_dir)?;
+        }
         let defs =
             Definitions::open(&data_dir.join("definitions.redb")).map_err(io::Error::other)?;
         let commit = GroupCommit::start()?;
@@ -62,8 +75,21 @@ impl Persistence {
             defs,
             commit,
             queues_dir: data_dir.join("queues"),
+            spill_dir,
+            spill_seq: AtomicU64::new(1),
             segment_size,
+            queue_memory_limit,
         })
+    }
+
+    /// A fresh log for a queue without one that has to page out.
+    pub fn spill_log(&self) -> io::Result<Arc<QueueLog>> {
+        let n = self.spill_seq.fetch_add(1, Ordering::Relaxed);
+        QueueLog::open(
+            &self.spill_dir.join(format!("{n:016x}")),
+            self.segment_size,
+            self.commit.clone(),
+        )
     }
 
     /// The message log directory of the durable queue with store id `id`.
@@ -212,7 +238,7 @@ impl Persistence {
                 self.segment_size,
                 self.commit.clone(),
             )?;
-            let restored = log.restore(&d.name)?;
+            let restored = log.restore(&d.name, self.queue_memory_limit)?;
             messages += restored.messages.len();
             let o = QueueOptions {
                 durable: true,

@@ -207,11 +207,14 @@ impl VHost {
         log: Arc<QueueLog>,
         restored: Restored,
     ) {
-        let q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_log(
+        let mut q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_log(
             id,
             log,
             Some(restored),
         );
+        if let Some(p) = &self.persist {
+            q = q.with_paging(p.clone());
+        }
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -359,6 +362,9 @@ impl VHost {
         let mut q = Queue::new(self.name.clone(), name.clone(), opts, owner);
         if let Some((id, log)) = store {
             q = q.with_log(id, log, None);
+        }
+        if let Some(p) = &self.persist {
+            q = q.with_paging(p.clone());
         }
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());

@@ -3,6 +3,7 @@
 //! methods are short and never block or await.
 
 use super::consumer::{ClientEvent, ConsumerEntry, Delivery};
+use super::paging::{cost, Paged};
 use super::Queue;
 use crate::broker::message::QueuedMessage;
 use crate::store::Location;
@@ -15,6 +16,11 @@ pub struct ClassicState {
     /// Ready messages, ordered by `seq` (requeues are inserted back at their place).
     pub ready: VecDeque<QueuedMessage>,
     pub ready_bytes: u64,
+    /// Memory the ready list costs (bytes plus per-message overhead), held under the limit.
+    pub mem: u64,
+    /// Messages only in a log, in order, all newer than every ready message.
+    pub paged: VecDeque<Paged>,
+    pub paged_bytes: u64,
     pub next_seq: u64,
     pub consumers: Vec<ConsumerEntry>,
     /// Index of the consumer that gets the next message (round-robin).
@@ -36,6 +42,7 @@ impl ClassicState {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_bytes += msg.size();
+        self.mem += cost(&msg);
         self.ready.push_back(QueuedMessage {
             seq,
             redelivered: false,
@@ -48,6 +55,7 @@ impl ClassicState {
     pub fn requeue(&mut self, mut msg: QueuedMessage) {
         msg.redelivered = true;
         self.ready_bytes += msg.msg.size();
+        self.mem += cost(&msg.msg);
         // Common cases first: everything requeued is older than what is ready.
         match self.ready.front() {
             None => self.ready.push_back(msg),
@@ -62,6 +70,7 @@ impl ClassicState {
     pub fn pop(&mut self) -> Option<QueuedMessage> {
         let m = self.ready.pop_front()?;
         self.ready_bytes -= m.msg.size();
+        self.mem -= cost(&m.msg);
         Some(m)
     }
 
@@ -86,10 +95,13 @@ impl ClassicState {
     }
 
     fn dispatch_round(&mut self, queue: &Arc<Queue>) {
-        while !self.ready.is_empty() {
+        while !self.ready.is_empty() || !self.paged.is_empty() {
             let Some(i) = self.next_consumer() else {
                 return;
             };
+            if self.ready.is_empty() {
+                self.page_in(queue, queue.mem_limit);
+            }
             let Some(message) = self.pop() else { return };
             let c = &mut self.consumers[i];
             let stored = message.loc.map(|l| (message.seq, l, message.redelivered));
@@ -120,6 +132,7 @@ impl ClassicState {
                     // channel teardown will requeue whatever it already held.
                     if let ClientEvent::Deliver(d) = e.0 {
                         self.ready_bytes += d.message.msg.size();
+                        self.mem += cost(&d.message.msg);
                         self.ready.push_front(d.message);
                     }
                     self.consumers.remove(i);
@@ -133,9 +146,12 @@ impl ClassicState {
 
     /// Drop every ready message; returns how many there were.
     pub fn purge(&mut self) -> u32 {
-        let n = self.ready.len();
+        let n = self.ready.len() + self.paged.len();
         self.ready.clear();
+        self.paged.clear();
         self.ready_bytes = 0;
+        self.paged_bytes = 0;
+        self.mem = 0;
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::ConfirmWaiter;
+use crate::broker::queue::paging::Paged;
 use crate::store::commit::{GroupCommit, Syncable};
 use crate::store::{FileLog, Location, MessageLog, Recovered, StoredMessage};
 use parking_lot::Mutex;
@@ -42,7 +43,10 @@ impl Syncable for QueueLog {
 
 /// What replay rebuilt for a queue.
 pub struct Restored {
+    /// The oldest messages, read back up to the memory limit.
     pub messages: Vec<QueuedMessage>,
+    /// The rest, left on disk.
+    pub paged: Vec<Paged>,
     pub next_seq: u64,
 }
 
@@ -73,10 +77,15 @@ impl QueueLog {
     }
 
     /// Append a persistent message (buffered). The caller holds the queue's lock.
-    pub fn append(self: &Arc<Self>, seq: u64, msg: &Message) -> io::Result<Location> {
+    pub fn append(
+        self: &Arc<Self>,
+        seq: u64,
+        msg: &Message,
+        persistent: bool,
+    ) -> io::Result<Location> {
         let rec = StoredMessage {
             seq,
-            persistent: true,
+            persistent,
             exchange: msg.exchange.clone(),
             routing_key: msg.routing_key.clone(),
             properties: msg.properties.clone(),
@@ -103,6 +112,21 @@ impl QueueLog {
         }
         drop(log);
         self.mark_dirty();
+    }
+
+    /// Let records go without writing anything (paged-out transient copies read back in).
+    pub fn release(&self, locs: &[Location]) {
+        if !locs.is_empty() {
+            let mut log = self.log.lock();
+            for l in locs {
+                log.release(*l);
+            }
+        }
+    }
+
+    /// Read a paged-out message back.
+    pub fn read(&self, loc: Location) -> io::Result<StoredMessage> {
+        self.log.lock().read(loc)
     }
 
     /// Record first deliveries, so a restart marks them redelivered.
@@ -136,7 +160,7 @@ impl QueueLog {
 
     /// Rebuild the queue's messages from its log: persistent publishes not acked, in sequence
     /// order, marked redelivered when a delivery was recorded. Everything else is released.
-    pub fn restore(&self, queue: &str) -> io::Result<Restored> {
+    pub fn restore(&self, queue: &str, mem_limit: u64) -> io::Result<Restored> {
         let mut log = self.log.lock();
         let mut publishes: BTreeMap<u64, Location> = BTreeMap::new();
         let mut dropped: Vec<Location> = Vec::new();
@@ -168,12 +192,27 @@ impl QueueLog {
                 "queue log recovered with damage"
             );
         }
-        let mut messages = Vec::with_capacity(publishes.len());
+        let mut messages = Vec::new();
+        let mut paged = Vec::new();
+        let mut mem = 0u64;
         for (seq, loc) in publishes {
             if acked.contains(&seq) {
                 dropped.push(loc);
                 continue;
             }
+            // Past the memory limit, leave the rest on disk (read back as consumers get there);
+            // this also keeps start-up time independent of the backlog's size.
+            if mem > mem_limit || !paged.is_empty() {
+                paged.push(Paged {
+                    seq,
+                    loc,
+                    persistent: true,
+                    redelivered: delivered.contains(&seq),
+                    size: loc.len,
+                });
+                continue;
+            }
+            mem += u64::from(loc.len) + 192;
             match log.read(loc) {
                 Ok(m) => messages.push(QueuedMessage {
                     seq,
@@ -198,6 +237,7 @@ impl QueueLog {
         }
         Ok(Restored {
             messages,
+            paged,
             next_seq: max_seq,
         })
     }

@@ -5,8 +5,10 @@
 pub mod classic;
 pub mod consumer;
 pub mod log;
+pub mod paging;
 
 use crate::broker::message::{Message, QueuedMessage};
+use crate::broker::persist::Persistence;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
 use amq_protocol::types::FieldTable;
@@ -16,6 +18,7 @@ use log::{QueueLog, Restored};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 /// Declared properties of a queue, compared on redeclare.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +53,11 @@ pub struct Queue {
     pub log: Option<Arc<QueueLog>>,
     /// Store id of a durable queue (names its log directory).
     pub store_id: u64,
+    /// Memory the ready list may use before new messages are paged out to a log.
+    pub mem_limit: u64,
+    /// Where to create a spill log when a queue without one pages out (None: never page).
+    persist: Option<Arc<Persistence>>,
+    spill: OnceLock<Arc<QueueLog>>,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -76,7 +84,33 @@ impl Queue {
             counters: QueueCounters::default(),
             log: None,
             store_id: 0,
+            mem_limit: u64::MAX,
+            persist: None,
+            spill: OnceLock::new(),
         }
+    }
+
+    /// Let the queue page out past the store's memory limit.
+    pub fn with_paging(mut self, persist: Arc<Persistence>) -> Queue {
+        self.mem_limit = persist.queue_memory_limit;
+        self.persist = Some(persist);
+        self
+    }
+
+    /// The log paged-out messages live in: the durable log, else the spill log if one exists.
+    pub fn page_log(&self) -> Option<&Arc<QueueLog>> {
+        self.log.as_ref().or_else(|| self.spill.get())
+    }
+
+    fn page_log_or_create(&self) -> std::io::Result<&Arc<QueueLog>> {
+        if let Some(l) = self.page_log() {
+            return Ok(l);
+        }
+        let Some(p) = &self.persist else {
+            return Err(std::io::Error::other("no store to page out to"));
+        };
+        let log = p.spill_log()?;
+        Ok(self.spill.get_or_init(|| log))
     }
 
     /// Give a durable queue its log and the messages recovered from it.
@@ -88,7 +122,12 @@ impl Queue {
             st.next_seq = r.next_seq;
             for m in r.messages {
                 st.ready_bytes += m.msg.size();
+                st.mem += paging::cost(&m.msg);
                 st.ready.push_back(m);
+            }
+            for p in r.paged {
+                st.paged_bytes += u64::from(p.size);
+                st.paged.push_back(p);
             }
         }
         self
@@ -112,10 +151,15 @@ impl Queue {
             return Ok(false);
         }
         let loc = match &self.log {
-            Some(log) if msg.persistent => Some(log.append(st.next_seq, &msg)?),
+            Some(log) if msg.persistent => Some(log.append(st.next_seq, &msg, true)?),
             _ => None,
         };
-        st.push(msg, loc);
+        if self.persist.is_some() && st.must_page(self.mem_limit, &msg) {
+            let log = self.page_log_or_create()?;
+            st.page_out(log, &msg, loc)?;
+        } else {
+            st.push(msg, loc);
+        }
         st.dispatch(self);
         drop(st);
         self.counters.published.fetch_add(1, Relaxed);
@@ -126,6 +170,9 @@ impl Queue {
     /// Returns the message and how many remain ready.
     pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
+        if st.ready.is_empty() {
+            st.page_in(self, self.mem_limit);
+        }
         let m = st.pop()?;
         if !no_ack {
             st.unacked += 1;
@@ -137,7 +184,7 @@ impl Queue {
                 log.delivered(&[m.seq]);
             }
         }
-        let left = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
         drop(st);
         self.counters.delivered.fetch_add(1, Relaxed);
         Some((m, left))
@@ -197,7 +244,7 @@ impl Queue {
                 c.outstanding = c.outstanding.saturating_sub(n);
             }
         }
-        if !st.ready.is_empty() {
+        if !st.ready.is_empty() || !st.paged.is_empty() {
             st.dispatch(self);
         }
     }
@@ -229,24 +276,30 @@ impl Queue {
 
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
+        let (mut seqs, mut locs, spilled) = st.paged_records();
         if let Some(log) = &self.log {
             if st.unacked == 0 {
                 log.clear();
             } else {
-                let (seqs, locs): (Vec<u64>, Vec<Location>) = st
-                    .ready
-                    .iter()
-                    .filter_map(|m| m.loc.map(|l| (m.seq, l)))
-                    .unzip();
+                for m in &st.ready {
+                    if let Some(l) = m.loc {
+                        seqs.push(m.seq);
+                        locs.push(l);
+                    }
+                }
                 log.settle(&seqs, &locs);
+                log.release(&spilled);
             }
+        } else if let Some(spill) = self.spill.get() {
+            spill.clear();
         }
         st.purge()
     }
 
     /// Ready messages (what declare-ok reports).
     pub fn message_count(&self) -> u32 {
-        u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
+        let st = self.state.lock();
+        u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX)
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -257,7 +310,8 @@ impl Queue {
     pub fn snapshot(&self) -> (u64, u64, u64, u32) {
         let st = self.state.lock();
         let c = u32::try_from(st.consumers.len()).unwrap_or(u32::MAX);
-        (st.ready.len() as u64, st.unacked, st.ready_bytes, c)
+        let ready = (st.ready.len() + st.paged.len()) as u64;
+        (ready, st.unacked, st.ready_bytes + st.paged_bytes, c)
     }
 
     /// Is a consumer with this tag attached from that channel? (basic.consume tag uniqueness is
@@ -273,6 +327,9 @@ impl Queue {
         let n = st.purge();
         if let Some(log) = &self.log {
             log.destroy();
+        }
+        if let Some(spill) = self.spill.get() {
+            spill.destroy();
         }
         let cancelled = st
             .consumers
