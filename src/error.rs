@@ -105,6 +105,11 @@ impl AmqpError {
     pub fn resource_error(d: impl fmt::Display) -> AmqpError {
         Self::new(Scope::Connection, code::RESOURCE_ERROR, d)
     }
+    /// The message store refused a write (disk full, I/O error): closes only the publishing
+    /// channel, so consumers and other publishers carry on.
+    pub fn store_failed(d: impl fmt::Display) -> AmqpError {
+        Self::new(Scope::Channel, code::RESOURCE_ERROR, d)
+    }
     pub fn not_implemented(d: impl fmt::Display) -> AmqpError {
         Self::new(Scope::Connection, code::NOT_IMPLEMENTED, d)
     }

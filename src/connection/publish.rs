@@ -209,6 +209,12 @@ impl Conn {
         self.route_out = targets;
         if confirm {
             self.confirm_publish(chan, seq, waits, failed)?;
+        } else if failed {
+            // A publisher without confirms has no nack to hear: close its channel instead.
+            return Err(
+                AmqpError::store_failed("could not store the message; see the broker log")
+                    .on(60, 40),
+            );
         }
         Ok(())
     }
