@@ -5,12 +5,17 @@
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use warren::{Config, ServerHandle};
 
 pub struct Broker {
     pub handle: Option<ServerHandle>,
-    pub dir: tempfile::TempDir,
+    /// The temp data dir this broker owns and deletes on drop; None for [`Broker::start_in`],
+    /// whose directory belongs to the caller.
+    pub dir: Option<tempfile::TempDir>,
+    /// The data dir the broker runs on.
+    pub data_dir: PathBuf,
 }
 
 impl Broker {
@@ -25,7 +30,21 @@ impl Broker {
         let handle = warren::start(cfg).await.expect("start broker");
         Broker {
             handle: Some(handle),
-            dir,
+            data_dir: dir.path().to_path_buf(),
+            dir: Some(dir),
+        }
+    }
+
+    /// Start on an existing data dir owned by the caller (kept as is, never deleted), so a test
+    /// can `stop()` the broker and start it again on the same state.
+    pub async fn start_in(dir: &Path, f: impl FnOnce(&mut Config)) -> Broker {
+        let mut cfg = Config::for_tests(dir);
+        f(&mut cfg);
+        let handle = warren::start(cfg).await.expect("start broker");
+        Broker {
+            handle: Some(handle),
+            dir: None,
+            data_dir: dir.to_path_buf(),
         }
     }
 
