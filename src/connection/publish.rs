@@ -157,24 +157,11 @@ impl Conn {
         targets.clear();
         self.vhost
             .route(&ex, &msg, &mut targets, &mut self.route_seen);
-        if targets.is_empty() {
-            if p.mandatory {
-                hot::encode_return(
-                    &mut self.wbuf,
-                    chan,
-                    312,
-                    b"NO_ROUTE",
-                    &msg.exchange,
-                    &msg.routing_key,
-                );
-                hot::encode_content_header(
-                    &mut self.wbuf,
-                    chan,
-                    msg.body.len() as u64,
-                    &msg.properties,
-                );
-                hot::encode_body(&mut self.wbuf, chan, &msg.body, self.frame_max);
-            }
+        if targets.is_empty() && p.mandatory {
+            let w = &mut self.wbuf;
+            hot::encode_return(w, chan, 312, b"NO_ROUTE", &msg.exchange, &msg.routing_key);
+            hot::encode_content_header(w, chan, msg.body.len() as u64, &msg.properties);
+            hot::encode_body(w, chan, &msg.body, self.frame_max);
         }
         let (confirm, seq, epoch) = {
             let ch = self.ch(chan)?;
