@@ -2,6 +2,7 @@
 //! over amq-protocol for the rare methods. Nothing here knows about sockets or tokio.
 
 pub mod frame;
+pub mod header_insert;
 pub mod hot;
 pub mod properties;
 
