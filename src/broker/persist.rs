@@ -208,6 +208,22 @@ impl Persistence {
             .map_err(internal)
     }
 
+    /// Remove queue log directories no definition names: a crash between a queue's delete commit
+    /// and the removal of its files leaves them behind.
+    fn remove_orphan_logs(&self, queues: &[QueueDef]) {
+        let Ok(dir) = std::fs::read_dir(&self.queues_dir) else { return };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let id = name.to_str().and_then(|n| u64::from_str_radix(n, 16).ok());
+            if id.is_some_and(|id| !queues.iter().any(|q| q.id == id)) {
+                tracing::info!(dir = %entry.path().display(), "removing the log of a deleted queue");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!("could not remove {}: {e}", entry.path().display());
+                }
+            }
+        }
+    }
+
     /// Rebuild durable exchanges, queues (with their messages) and bindings into `vhosts`.
     pub fn restore(&self, vhosts: &[Arc<VHost>]) -> io::Result<()> {
         let loaded = self.defs.load().map_err(io::Error::other)?;
@@ -248,6 +264,7 @@ impl Persistence {
             };
             v.restore_queue(&d.name, o, d.id, log, restored);
         }
+        self.remove_orphan_logs(&loaded.queues);
         for b in &loaded.bindings {
             if let Some(v) = find(&b.vhost) {
                 v.restore_binding(

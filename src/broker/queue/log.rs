@@ -129,12 +129,22 @@ impl QueueLog {
         self.log.lock().read(loc)
     }
 
-    /// Record first deliveries, so a restart marks them redelivered.
-    pub fn delivered(&self, seqs: &[u64]) {
+    /// Record first deliveries, so a restart marks them redelivered. Flushed at group-commit
+    /// pace like acks: left in the buffer, a kill -9 in a quiet moment would lose them.
+    pub fn delivered(self: &Arc<Self>, seqs: &[u64]) {
         if !seqs.is_empty() {
             if let Err(e) = self.log.lock().append_delivered(seqs) {
                 tracing::warn!("could not record deliveries: {e}");
             }
+            self.mark_dirty();
+        }
+    }
+
+    /// Flush and fsync now, on the caller's thread: a purge's ack records must be durable before
+    /// its purge-ok (as `clear` is), not only at the next group commit.
+    pub fn sync_now(&self) {
+        if let Err(e) = self.log.lock().sync() {
+            tracing::error!("could not sync a queue log: {e}");
         }
     }
 

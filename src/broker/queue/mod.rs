@@ -231,7 +231,8 @@ impl Queue {
         seqs: &[u64],
         locs: &[Location],
     ) {
-        if let Some(log) = &self.log {
+        // A deleted queue's log is gone: writing acks would only fail (and log an error).
+        if let Some(log) = self.log.as_ref().filter(|_| !self.is_deleted()) {
             log.settle(seqs, locs);
         }
         let mut st = self.state.lock();
@@ -289,6 +290,7 @@ impl Queue {
                 }
                 log.settle(&seqs, &locs);
                 log.release(&spilled);
+                log.sync_now();
             }
         } else if let Some(spill) = self.spill.get() {
             spill.clear();
