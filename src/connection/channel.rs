@@ -114,39 +114,77 @@ impl Channel {
     }
 }
 
-/// Scratch lists of the log records a run of settled messages had, reused across acks.
+/// Settlements gathered over one batch of frames and events, per (queue, consumer), applied once
+/// at the end of the batch: a burst of single acks costs one queue lock, not one per ack. Entries
+/// are reused across batches, so steady state allocates nothing.
 #[derive(Debug, Default)]
-pub struct SettleScratch {
+pub struct Settles {
+    runs: Vec<SettleRun>,
+    used: usize,
+}
+
+#[derive(Debug, Default)]
+struct SettleRun {
+    queue: Option<Arc<Queue>>,
+    consumer: Option<u64>,
+    /// Acked by the client (false: no-ack deliveries handed to the writer).
+    manual: bool,
+    n: u32,
     seqs: Vec<u64>,
     locs: Vec<Location>,
 }
 
-/// Settle acked entries, one queue call per run of entries sharing a queue and consumer, without
-/// allocating (acks are the hot path).
-pub fn settle_runs(items: impl Iterator<Item = Unacked>, scratch: &mut SettleScratch) {
-    let mut run: Option<(Arc<Queue>, Option<u64>, u32)> = None;
-    for u in items {
-        match &mut run {
-            Some((q, c, n)) if Arc::ptr_eq(q, &u.queue) && *c == u.consumer => *n += 1,
-            _ => {
-                if let Some((q, c, n)) = run.take() {
-                    q.settle(c, n, true, &scratch.seqs, &scratch.locs);
-                    scratch.seqs.clear();
-                    scratch.locs.clear();
+impl Settles {
+    fn run(&mut self, queue: &Arc<Queue>, consumer: Option<u64>, manual: bool) -> &mut SettleRun {
+        let found = self.runs[..self.used].iter().position(|r| {
+            r.consumer == consumer
+                && r.manual == manual
+                && r.queue.as_ref().is_some_and(|q| Arc::ptr_eq(q, queue))
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if self.used == self.runs.len() {
+                    self.runs.push(SettleRun::default());
                 }
-                run = Some((u.queue, u.consumer, 1));
+                let r = &mut self.runs[self.used];
+                r.queue = Some(queue.clone());
+                r.consumer = consumer;
+                r.manual = manual;
+                self.used += 1;
+                self.used - 1
             }
-        }
+        };
+        &mut self.runs[i]
+    }
+
+    /// A delivery the client acked (or rejected without requeue).
+    pub fn acked(&mut self, u: Unacked) {
+        let r = self.run(&u.queue, u.consumer, true);
+        r.n += 1;
         if let Some(loc) = u.message.loc {
-            scratch.seqs.push(u.message.seq);
-            scratch.locs.push(loc);
+            r.seqs.push(u.message.seq);
+            r.locs.push(loc);
         }
     }
-    if let Some((q, c, n)) = run {
-        q.settle(c, n, true, &scratch.seqs, &scratch.locs);
+
+    /// A no-ack delivery was handed to the writer: its credit comes back.
+    pub fn written(&mut self, queue: &Arc<Queue>, consumer: u64) {
+        self.run(queue, Some(consumer), false).n += 1;
     }
-    scratch.seqs.clear();
-    scratch.locs.clear();
+
+    /// Apply everything gathered.
+    pub fn apply(&mut self) {
+        for r in &mut self.runs[..self.used] {
+            if let Some(q) = r.queue.take() {
+                q.settle(r.consumer, r.n, r.manual, &r.seqs, &r.locs);
+            }
+            r.n = 0;
+            r.seqs.clear();
+            r.locs.clear();
+        }
+        self.used = 0;
+    }
 }
 
 /// Apply `f` to runs of entries that share a queue and consumer, so each queue is locked once per

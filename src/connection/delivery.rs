@@ -1,7 +1,7 @@
 //! The consuming side of a channel: basic.consume/cancel/get, acks, nacks, rejects, recover, the
 //! deliveries queues push to this connection, and giving messages back when a channel ends.
 
-use super::channel::{for_each_run, settle_runs, Channel, ChannelConsumer, Unacked};
+use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::Conn;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::vhost::generate_name;
@@ -120,7 +120,7 @@ impl Conn {
     }
 
     pub(super) fn on_ack(&mut self, chan: u16, method: u16, a: AckArgs) -> AmqpResult<()> {
-        let scratch = &mut self.settle_scratch;
+        let settles = &mut self.settles;
         let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
             return Err(AmqpError::channel_error(format!(
                 "channel {chan} is not open"
@@ -136,7 +136,7 @@ impl Conn {
             let items: Vec<Unacked> = ch.unacked.drain(range).collect();
             for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
         } else {
-            settle_runs(ch.unacked.drain(range), scratch);
+            ch.unacked.drain(range).for_each(|u| settles.acked(u));
         }
         Ok(())
     }
@@ -239,14 +239,7 @@ impl Conn {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if no_ack {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
-            match self
-                .written
-                .iter_mut()
-                .find(|(q, c, _)| *c == d.consumer_id && Arc::ptr_eq(q, &d.queue))
-            {
-                Some(e) => e.2 += 1,
-                None => self.written.push((d.queue, d.consumer_id, 1)),
-            }
+            self.settles.written(&d.queue, d.consumer_id);
         } else {
             unacked.push_back(Unacked {
                 tag,

@@ -111,10 +111,8 @@ pub struct Conn {
     events_tx: mpsc::UnboundedSender<ClientEvent>,
     /// Channels with confirms to send at the end of this batch.
     confirm_dirty: Vec<u16>,
-    /// No-ack deliveries written this batch, per (queue, consumer): credit to return.
-    written: Vec<(Arc<Queue>, u64, u32)>,
-    /// Scratch for acks of stored messages.
-    settle_scratch: channel::SettleScratch,
+    /// Acks and no-ack deliveries of this batch, applied to their queues at its end.
+    settles: channel::Settles,
     /// Scratch for routing.
     route_out: Vec<Arc<Queue>>,
     route_seen: Vec<usize>,
@@ -171,8 +169,7 @@ pub async fn serve<S>(
         out: out.clone(),
         events_tx,
         confirm_dirty: Vec::new(),
-        written: Vec::new(),
-        settle_scratch: channel::SettleScratch::default(),
+        settles: channel::Settles::default(),
         route_out: Vec::new(),
         route_seen: Vec::new(),
         closing: false,
@@ -266,9 +263,7 @@ impl Conn {
     /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.
     fn end_batch(&mut self) {
         self.flush_confirms();
-        for (q, consumer, n) in self.written.drain(..) {
-            q.settle(Some(consumer), n, false, &[], &[]);
-        }
+        self.settles.apply();
         self.out.push(&mut self.wbuf);
     }
 
