@@ -5,6 +5,7 @@ pub mod exchange;
 pub mod message;
 pub mod persist;
 pub mod queue;
+pub mod stream;
 pub mod vhost;
 
 use crate::auth::Users;

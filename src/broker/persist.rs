@@ -6,11 +6,13 @@ use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions};
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::log::QueueLog;
 use crate::broker::queue::QueueOptions;
-use crate::broker::vhost::VHost;
+use crate::broker::stream::{args as stream_args, StreamQueue};
+use crate::broker::vhost::{is_stream, VHost};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::commit::{GroupCommit, Waiter};
 use crate::store::definitions::Definitions;
 use crate::store::definitions::{BindingDef, DestKind, ExchangeDef, QueueDef};
+use crate::store::stream::StreamConfig;
 use amq_protocol::types::FieldTable;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ pub struct Persistence {
     pub commit: GroupCommit<ConfirmWaiter>,
     queues_dir: PathBuf,
     spill_dir: PathBuf,
+    streams_dir: PathBuf,
     spill_seq: AtomicU64,
     pub segment_size: u64,
     pub queue_memory_limit: u64,
@@ -76,6 +79,7 @@ impl Persistence {
             commit,
             queues_dir: data_dir.join("queues"),
             spill_dir,
+            streams_dir: data_dir.join("streams"),
             spill_seq: AtomicU64::new(1),
             segment_size,
             queue_memory_limit,
@@ -172,6 +176,33 @@ impl Persistence {
         Ok((id, log))
     }
 
+    /// A new stream queue: a store id, its log directory, and its definition.
+    pub fn create_stream(
+        &self,
+        vhost: &str,
+        name: &str,
+        o: &QueueOptions,
+        cfg: StreamConfig,
+    ) -> AmqpResult<(u64, Arc<StreamQueue>)> {
+        let id = self.defs.next_queue_id().map_err(internal)?;
+        let s =
+            StreamQueue::open(&self.stream_dir(id), cfg, self.commit.clone()).map_err(internal)?;
+        let d = QueueDef {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+            durable: true,
+            auto_delete: false,
+            arguments: o.arguments.clone(),
+            id,
+        };
+        self.defs.put_queue(&d).map_err(internal)?;
+        Ok((id, s))
+    }
+
+    fn stream_dir(&self, id: u64) -> PathBuf {
+        self.streams_dir.join(format!("{id:016x}"))
+    }
+
     pub fn forget_queue(&self, vhost: &str, name: &str) -> AmqpResult<()> {
         self.defs.delete_queue(vhost, name).map_err(internal)
     }
@@ -211,7 +242,9 @@ impl Persistence {
     /// Remove queue log directories no definition names: a crash between a queue's delete commit
     /// and the removal of its files leaves them behind.
     fn remove_orphan_logs(&self, queues: &[QueueDef]) {
-        let Ok(dir) = std::fs::read_dir(&self.queues_dir) else { return };
+        let Ok(dir) = std::fs::read_dir(&self.queues_dir) else {
+            return;
+        };
         for entry in dir.flatten() {
             let name = entry.file_name();
             let id = name.to_str().and_then(|n| u64::from_str_radix(n, 16).ok());
@@ -249,19 +282,26 @@ impl Persistence {
                 tracing::warn!(vhost = %d.vhost, queue = %d.name, "skipping a stored queue");
                 continue;
             };
-            let log = QueueLog::open(
-                &self.queue_dir(d.id),
-                self.segment_size,
-                self.commit.clone(),
-            )?;
-            let restored = log.restore(&d.name, self.queue_memory_limit)?;
-            messages += restored.messages.len();
             let o = QueueOptions {
                 durable: true,
                 exclusive: false,
                 auto_delete: d.auto_delete,
                 arguments: d.arguments.clone(),
             };
+            if is_stream(&d.arguments) {
+                let cfg = stream_args::config(&d.arguments).unwrap_or_default();
+                let s = StreamQueue::open(&self.stream_dir(d.id), cfg, self.commit.clone())?;
+                messages += s.message_count() as usize;
+                v.restore_stream(&d.name, o, d.id, s);
+                continue;
+            }
+            let log = QueueLog::open(
+                &self.queue_dir(d.id),
+                self.segment_size,
+                self.commit.clone(),
+            )?;
+            let restored = log.restore(&d.name, self.queue_memory_limit)?;
+            messages += restored.messages.len() + restored.paged.len();
             v.restore_queue(&d.name, o, d.id, log, restored);
         }
         self.remove_orphan_logs(&loaded.queues);

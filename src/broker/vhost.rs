@@ -8,6 +8,7 @@ use crate::broker::persist::Persistence;
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::log::{QueueLog, Restored};
 use crate::broker::queue::{Queue, QueueOptions};
+use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
@@ -351,6 +352,11 @@ impl VHost {
         } else {
             Arc::from(name)
         };
+        if is_stream(&opts.arguments) {
+            let q = self.new_stream(&name, opts)?;
+            self.queues.insert(name, q.clone());
+            return Ok(declared(&q));
+        }
         let owner = opts.exclusive.then_some(conn);
         // Exclusive queues die with their connection, so they are never written down.
         let store = match &self.persist {
@@ -369,6 +375,46 @@ impl VHost {
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
         Ok(declared(&q))
+    }
+
+    /// A new stream queue: durable only, never exclusive or auto-delete (406, as RabbitMQ).
+    fn new_stream(&self, name: &Arc<str>, opts: QueueOptions) -> AmqpResult<Arc<Queue>> {
+        let invalid = |p: &str| {
+            AmqpError::precondition_failed(format!(
+                "invalid property '{p}' for queue '{name}' in vhost '{}'",
+                self.name
+            ))
+        };
+        if !opts.durable {
+            return Err(invalid("non-durable"));
+        }
+        if opts.exclusive {
+            return Err(invalid("exclusive"));
+        }
+        if opts.auto_delete {
+            return Err(invalid("auto-delete"));
+        }
+        let cfg = crate::broker::stream::args::config(&opts.arguments).map_err(|e| {
+            AmqpError::precondition_failed(format!(
+                "{e} for queue '{name}' in vhost '{}'",
+                self.name
+            ))
+        })?;
+        let Some(p) = &self.persist else {
+            return Err(AmqpError::internal_error(
+                "stream queues need a data directory",
+            ));
+        };
+        let (id, s) = p.create_stream(&self.name, name, &opts, cfg)?;
+        Ok(Arc::new(
+            Queue::new(self.name.clone(), name.clone(), opts, None).with_stream(id, s),
+        ))
+    }
+
+    /// Put back a stream queue at start-up.
+    pub fn restore_stream(&self, name: &str, opts: QueueOptions, id: u64, s: Arc<StreamQueue>) {
+        let q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_stream(id, s);
+        self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
     /// queue.delete; returns the number of ready messages dropped.
@@ -446,7 +492,14 @@ impl VHost {
     }
 
     pub fn purge_queue(&self, name: &str, conn: u64) -> AmqpResult<u32> {
-        Ok(self.queue_for(name, conn)?.purge())
+        let q = self.queue_for(name, conn)?;
+        if q.stream.is_some() {
+            return Err(AmqpError::not_implemented(format!(
+                "queue.purge not supported by stream {}",
+                q.describe()
+            )));
+        }
+        Ok(q.purge())
     }
 
     fn source_for_bind(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
@@ -631,4 +684,13 @@ pub fn generate_name(prefix: &str) -> String {
         "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
+}
+
+/// `x-queue-type = stream`?
+pub fn is_stream(args: &FieldTable) -> bool {
+    match args.inner().get("x-queue-type") {
+        Some(amq_protocol::types::AMQPValue::LongString(s)) => s.as_bytes() == b"stream",
+        Some(amq_protocol::types::AMQPValue::ShortString(s)) => s.as_str() == "stream",
+        _ => false,
+    }
 }

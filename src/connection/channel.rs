@@ -130,6 +130,8 @@ struct SettleRun {
     /// Acked by the client (false: no-ack deliveries handed to the writer).
     manual: bool,
     n: u32,
+    /// Highest seq (stream offset) settled: a tracked stream consumer's position.
+    max_seq: Option<u64>,
     seqs: Vec<u64>,
     locs: Vec<Location>,
 }
@@ -162,6 +164,7 @@ impl Settles {
     pub fn acked(&mut self, u: Unacked) {
         let r = self.run(&u.queue, u.consumer, true);
         r.n += 1;
+        r.max_seq = r.max_seq.max(Some(u.message.seq));
         if let Some(loc) = u.message.loc {
             r.seqs.push(u.message.seq);
             r.locs.push(loc);
@@ -177,9 +180,10 @@ impl Settles {
     pub fn apply(&mut self) {
         for r in &mut self.runs[..self.used] {
             if let Some(q) = r.queue.take() {
-                q.settle(r.consumer, r.n, r.manual, &r.seqs, &r.locs);
+                q.settle(r.consumer, r.n, r.manual, &r.seqs, &r.locs, r.max_seq);
             }
             r.n = 0;
+            r.max_seq = None;
             r.seqs.clear();
             r.locs.clear();
         }

@@ -4,6 +4,7 @@
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::Conn;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
+use crate::broker::stream::StreamConsumerSpec;
 use crate::broker::vhost::generate_name;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::hot::{self, AckArgs};
@@ -37,17 +38,38 @@ impl Conn {
                 no_ack: c.no_ack,
             },
         );
-        let spec = ConsumerSpec {
-            id,
-            tag: tag.clone(),
-            connection_id: conn_id,
-            channel: chan,
-            tx: events,
-            no_ack: c.no_ack,
-            exclusive: c.exclusive,
-            prefetch,
+        let added = match &q.stream {
+            Some(s) if prefetch == 0 => Err(AmqpError::precondition_failed(format!(
+                "consumer prefetch count is not set for stream {}",
+                q.describe()
+            ))),
+            Some(s) if c.no_ack => Err(AmqpError::precondition_failed(format!(
+                "stream {} requires manual acknowledgement (no-ack is not supported)",
+                q.describe()
+            ))),
+            Some(s) => s.add_consumer(
+                q.clone(),
+                StreamConsumerSpec {
+                    id,
+                    channel: chan,
+                    tag: tag.to_string(),
+                    tx: events,
+                    prefetch,
+                    arguments: c.arguments,
+                },
+            ),
+            None => q.add_consumer(ConsumerSpec {
+                id,
+                tag: tag.clone(),
+                connection_id: conn_id,
+                channel: chan,
+                tx: events,
+                no_ack: c.no_ack,
+                exclusive: c.exclusive,
+                prefetch,
+            }),
         };
-        if let Err(e) = q.add_consumer(spec) {
+        if let Err(e) = added {
             self.ch(chan)?.consumers.remove(&id);
             return Err(e);
         }
@@ -82,6 +104,12 @@ impl Conn {
 
     pub(super) fn on_get(&mut self, chan: u16, g: basic::Get) -> AmqpResult<()> {
         let q = self.vhost.queue_for(g.queue.as_str(), self.id)?;
+        if q.stream.is_some() {
+            return Err(AmqpError::not_implemented(format!(
+                "basic.get not supported by stream {}",
+                q.describe()
+            )));
+        }
         let frame_max = self.frame_max;
         self.ch(chan)?;
         let Some((m, left)) = q.get(g.no_ack) else {

@@ -176,15 +176,13 @@ impl Conn {
             let Some(m) = m else { break };
             match q.publish(m) {
                 Ok(true) if confirm => {
-                    if let Some(log) = &q.log {
-                        waits += 1;
-                        log.sync_then(ConfirmWaiter {
-                            tx: self.events_tx.clone(),
-                            channel: chan,
-                            epoch,
-                            seq,
-                        });
-                    }
+                    waits += 1;
+                    q.sync_then(ConfirmWaiter {
+                        tx: self.events_tx.clone(),
+                        channel: chan,
+                        epoch,
+                        seq,
+                    });
                 }
                 Ok(_) => {}
                 Err(e) => {

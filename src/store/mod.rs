@@ -45,6 +45,7 @@ pub mod commit;
 pub mod definitions;
 mod memory;
 mod segment;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 

@@ -8,7 +8,9 @@ pub mod log;
 pub mod paging;
 
 use crate::broker::message::{Message, QueuedMessage};
+use crate::broker::persist::ConfirmWaiter;
 use crate::broker::persist::Persistence;
+use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
 use amq_protocol::types::FieldTable;
@@ -58,6 +60,8 @@ pub struct Queue {
     /// Where to create a spill log when a queue without one pages out (None: never page).
     persist: Option<Arc<Persistence>>,
     spill: OnceLock<Arc<QueueLog>>,
+    /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
+    pub stream: Option<Arc<StreamQueue>>,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -87,6 +91,23 @@ impl Queue {
             mem_limit: u64::MAX,
             persist: None,
             spill: OnceLock::new(),
+            stream: None,
+        }
+    }
+
+    /// Make this queue a stream backed by `s`.
+    pub fn with_stream(mut self, id: u64, s: Arc<StreamQueue>) -> Queue {
+        self.store_id = id;
+        self.stream = Some(s);
+        self
+    }
+
+    /// Tell `w` once everything this queue stored so far is on disk.
+    pub fn sync_then(&self, w: ConfirmWaiter) {
+        if let Some(s) = &self.stream {
+            s.sync_then(w);
+        } else if let Some(log) = &self.log {
+            log.sync_then(w);
         }
     }
 
@@ -146,6 +167,11 @@ impl Queue {
     /// written to the queue's log (then a confirm must wait for the log's sync); an error means
     /// the log refused it and the message was not enqueued.
     pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<bool> {
+        if let Some(s) = &self.stream {
+            s.publish(&msg)?;
+            self.counters.published.fetch_add(1, Relaxed);
+            return Ok(true);
+        }
         let mut st = self.state.lock();
         if self.is_deleted() {
             return Ok(false);
@@ -211,6 +237,10 @@ impl Queue {
 
     /// Detach a consumer. Returns true when the queue is auto-delete and this was its last consumer.
     pub fn remove_consumer(&self, consumer_id: u64) -> bool {
+        if let Some(s) = &self.stream {
+            s.remove_consumer(consumer_id);
+            return false;
+        }
         let mut st = self.state.lock();
         let before = st.consumers.len();
         st.consumers.retain(|c| c.id != consumer_id);
@@ -230,7 +260,12 @@ impl Queue {
         manual: bool,
         seqs: &[u64],
         locs: &[Location],
+        max_seq: Option<u64>,
     ) {
+        if let (Some(s), Some(c)) = (&self.stream, consumer_id) {
+            s.settle(c, n, max_seq.filter(|_| manual));
+            return;
+        }
         // A deleted queue's log is gone: writing acks would only fail (and log an error).
         if let Some(log) = self.log.as_ref().filter(|_| !self.is_deleted()) {
             log.settle(seqs, locs);
@@ -257,6 +292,14 @@ impl Queue {
         consumer_id: Option<u64>,
         msgs: impl IntoIterator<Item = QueuedMessage>,
     ) {
+        if let Some(s) = &self.stream {
+            // A stream never takes messages back: only the consumer's credit returns.
+            let n = u32::try_from(msgs.into_iter().count()).unwrap_or(u32::MAX);
+            if let Some(c) = consumer_id {
+                s.settle(c, n, None);
+            }
+            return;
+        }
         let mut st = self.state.lock();
         let mut n = 0u32;
         for m in msgs {
@@ -300,16 +343,31 @@ impl Queue {
 
     /// Ready messages (what declare-ok reports).
     pub fn message_count(&self) -> u32 {
+        if let Some(s) = &self.stream {
+            return s.message_count();
+        }
         let st = self.state.lock();
         u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX)
     }
 
     pub fn consumer_count(&self) -> u32 {
+        if let Some(s) = &self.stream {
+            return s.consumer_count();
+        }
         u32::try_from(self.state.lock().consumers.len()).unwrap_or(u32::MAX)
     }
 
     /// (ready, unacked, ready bytes, consumers) in one lock.
     pub fn snapshot(&self) -> (u64, u64, u64, u32) {
+        if let Some(s) = &self.stream {
+            let st = s.stats();
+            return (
+                st.next_offset - st.first_offset,
+                0,
+                st.bytes,
+                s.consumer_count(),
+            );
+        }
         let st = self.state.lock();
         let c = u32::try_from(st.consumers.len()).unwrap_or(u32::MAX);
         let ready = (st.ready.len() + st.paged.len()) as u64;
@@ -319,6 +377,9 @@ impl Queue {
     /// Is a consumer with this tag attached from that channel? (basic.consume tag uniqueness is
     /// per channel, checked by the channel itself.)
     pub fn is_unused(&self) -> bool {
+        if let Some(s) = &self.stream {
+            return s.consumer_count() == 0;
+        }
         self.state.lock().consumers.is_empty()
     }
 
@@ -326,6 +387,18 @@ impl Queue {
     pub fn delete(&self) -> (u32, Vec<Cancelled>) {
         let mut st = self.state.lock();
         self.deleted.store(true, Relaxed);
+        if let Some(s) = &self.stream {
+            let n = s.message_count();
+            let cancelled = s
+                .delete()
+                .into_iter()
+                .map(|(tx, channel, consumer_id)| Cancelled {
+                    tx,
+                    channel,
+                    consumer_id,
+                });
+            return (n, cancelled.collect());
+        }
         let n = st.purge();
         if let Some(log) = &self.log {
             log.destroy();
