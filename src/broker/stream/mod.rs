@@ -70,11 +70,12 @@ impl Syncable for StreamQueue {
     fn prepare_sync(&self) -> io::Result<Vec<File>> {
         let mut log = self.log.lock();
         self.dirty.store(false, Ordering::Relaxed);
-        log.sync()?;
-        Ok(Vec::new())
+        log.prepare_sync()
     }
 
-    fn sync_failed(&self) {}
+    fn sync_failed(&self) {
+        self.log.lock().sync_failed();
+    }
 }
 
 /// Stream statistics for the stats endpoint.
