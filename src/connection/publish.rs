@@ -157,7 +157,12 @@ impl Conn {
         targets.clear();
         self.vhost
             .route(&ex, &msg, &mut targets, &mut self.route_seen);
-        if targets.is_empty() && p.mandatory {
+        let returned = targets.is_empty() && p.mandatory;
+        if returned {
+            // As RabbitMQ: a returned message's ack directly follows its return, with every
+            // earlier publish acked before it. Clients (lapin, the Java client) pair a return
+            // with the next ack, so a coalesced ack must not cover it.
+            self.flush_channel_confirms(chan);
             let w = &mut self.wbuf;
             hot::encode_return(w, chan, 312, b"NO_ROUTE", &msg.exchange, &msg.routing_key);
             hot::encode_content_header(w, chan, msg.body.len() as u64, &msg.properties);
@@ -194,6 +199,9 @@ impl Conn {
         self.route_out = targets;
         if confirm {
             self.confirm_publish(chan, seq, waits, failed)?;
+            if returned {
+                self.flush_channel_confirms(chan);
+            }
         } else if failed {
             // A publisher without confirms has no nack to hear: close its channel instead.
             return Err(
@@ -297,15 +305,20 @@ impl Conn {
     pub(super) fn flush_confirms(&mut self) {
         let dirty = std::mem::take(&mut self.confirm_dirty);
         for &chan in &dirty {
-            if let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) {
-                if ch.confirm_upto > ch.confirmed {
-                    let multiple = ch.confirm_upto - ch.confirmed > 1;
-                    hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
-                    ch.confirmed = ch.confirm_upto;
-                }
-            }
+            self.flush_channel_confirms(chan);
         }
         self.confirm_dirty = dirty;
         self.confirm_dirty.clear();
+    }
+
+    /// Send the ack due on one channel now.
+    fn flush_channel_confirms(&mut self, chan: u16) {
+        if let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) {
+            if ch.confirm_upto > ch.confirmed {
+                let multiple = ch.confirm_upto - ch.confirmed > 1;
+                hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
+                ch.confirmed = ch.confirm_upto;
+            }
+        }
     }
 }

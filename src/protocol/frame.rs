@@ -72,6 +72,7 @@ pub fn encode_method(out: &mut BytesMut, channel: u16, method: AMQPClass) {
 
 /// Decode a non-hot method payload with amq-protocol.
 pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, CodecError> {
+    super::properties::check_method_tables(payload)?;
     match amq_protocol::protocol::parse_class(payload) {
         Ok((_, class)) => Ok(class),
         Err(_) => Err(CodecError::Invalid("method arguments")),

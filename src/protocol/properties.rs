@@ -205,6 +205,46 @@ fn skip_value(r: &mut Cursor<'_>, depth: usize) -> Result<(), CodecError> {
     r.take(width).map(drop)
 }
 
+/// Check the nesting depth of the field table a method frame carries before amq-protocol's
+/// recursive parser sees it: a client could otherwise overflow the stack with a few thousand
+/// nested arrays in connection.start-ok or queue.declare. Methods without a table pass.
+pub fn check_method_tables(payload: &[u8]) -> Result<(), CodecError> {
+    #[derive(Clone, Copy)]
+    enum F {
+        U16,
+        Short,
+        Bits,
+    }
+    use F::*;
+    let mut r = Cursor::new(payload, "method");
+    let (class, method) = (r.u16()?, r.u16()?);
+    let before: &[F] = match (class, method) {
+        (10, 11) => &[],                        // connection.start-ok: client-properties
+        (40, 10) => &[U16, Short, Short, Bits], // exchange.declare
+        (40, 30) | (40, 40) => &[U16, Short, Short, Short, Bits], // exchange.bind / unbind
+        (50, 10) => &[U16, Short, Bits],        // queue.declare
+        (50, 20) => &[U16, Short, Short, Short, Bits], // queue.bind
+        (50, 50) => &[U16, Short, Short, Short], // queue.unbind
+        (60, 20) => &[U16, Short, Short, Bits], // basic.consume
+        _ => return Ok(()),
+    };
+    for f in before {
+        match f {
+            U16 => {
+                r.u16()?;
+            }
+            Short => {
+                let len = usize::from(r.u8()?);
+                r.take(len)?;
+            }
+            Bits => {
+                r.u8()?;
+            }
+        }
+    }
+    skip_table(&mut r, 1)
+}
+
 /// Skip one property of the given kind. For tables only the length prefix is checked; callers of
 /// the single-field readers are expected to hold a validated list.
 fn skip_field_shallow(r: &mut Cursor<'_>, kind: Kind) -> Result<(), CodecError> {
