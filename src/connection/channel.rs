@@ -172,8 +172,13 @@ impl Settles {
     }
 
     /// A no-ack delivery was handed to the writer: its credit comes back.
-    pub fn written(&mut self, queue: &Arc<Queue>, consumer: u64) {
-        self.run(queue, Some(consumer), false).n += 1;
+    pub fn written(&mut self, queue: &Arc<Queue>, consumer: u64, m: &QueuedMessage) {
+        let r = self.run(queue, Some(consumer), false);
+        r.n += 1;
+        if let Some(loc) = m.loc {
+            r.seqs.push(m.seq);
+            r.locs.push(loc);
+        }
     }
 
     /// Apply everything gathered.

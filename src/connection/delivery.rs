@@ -230,7 +230,7 @@ impl Conn {
         let ch = match self.channels.get_mut(usize::from(d.channel)) {
             Some(Some(ch)) if !ch.closing && !self.closing => ch,
             _ => {
-                d.queue.requeue(Some(d.consumer_id), [d.message]);
+                d.queue.clone().give_back(d);
                 return;
             }
         };
@@ -242,7 +242,7 @@ impl Conn {
         } = &mut **ch;
         let Some(c) = consumers.get(&d.consumer_id) else {
             // Cancelled (or a stale channel number reused): back to the queue.
-            d.queue.requeue(Some(d.consumer_id), [d.message]);
+            d.queue.clone().give_back(d);
             return;
         };
         let no_ack = c.no_ack;
@@ -267,7 +267,7 @@ impl Conn {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if no_ack {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
-            self.settles.written(&d.queue, d.consumer_id);
+            self.settles.written(&d.queue, d.consumer_id, &d.message);
         } else {
             unacked.push_back(Unacked {
                 tag,

@@ -278,7 +278,7 @@ impl Conn {
         events.close();
         while let Ok(ev) = events.try_recv() {
             if let ClientEvent::Deliver(d) = ev {
-                d.queue.requeue(Some(d.consumer_id), [d.message]);
+                d.queue.clone().give_back(d);
             }
         }
         self.vhost.drop_exclusive(self.id);

@@ -1,6 +1,12 @@
 //! Test harness: starts the real broker on 127.0.0.1:0 with a temp data dir and connects real
-//! clients (lapin) or raw sockets to it.
+//! clients (lapin) or raw sockets to it. The submodules hold the helpers of the durability_*,
+//! queue_* (and channel_multiplexing) and routing_* tests, and a minimal raw AMQP client.
 #![allow(dead_code)]
+
+pub mod durability;
+pub mod queues;
+pub mod raw;
+pub mod routing;
 
 use lapin::options::*;
 use lapin::types::FieldTable;

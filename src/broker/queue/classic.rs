@@ -32,8 +32,6 @@ pub struct ClassicState {
     /// Scratch for log records written at the end of a dispatch round: first deliveries to
     /// manual-ack consumers, and stored messages settled by going to a no-ack consumer.
     delivered: Vec<u64>,
-    settled_seqs: Vec<u64>,
-    settled_locs: Vec<Location>,
 }
 
 impl ClassicState {
@@ -87,11 +85,8 @@ impl ClassicState {
         self.dispatch_round(queue);
         if let Some(log) = &queue.log {
             log.delivered(&self.delivered);
-            log.settle(&self.settled_seqs, &self.settled_locs);
         }
         self.delivered.clear();
-        self.settled_seqs.clear();
-        self.settled_locs.clear();
     }
 
     fn dispatch_round(&mut self, queue: &Arc<Queue>) {
@@ -104,22 +99,22 @@ impl ClassicState {
             }
             let Some(message) = self.pop() else { return };
             let c = &mut self.consumers[i];
-            let stored = message.loc.map(|l| (message.seq, l, message.redelivered));
+            // A first delivery to a manual-ack consumer is recorded, so a restart marks it
+            // redelivered. No-ack deliveries are settled in the log only once the connection has
+            // written them (a delivery that never reaches the socket comes back intact).
+            let first_manual = message.loc.is_some() && !message.redelivered && !c.no_ack;
+            let seq = message.seq;
             let ev = ClientEvent::Deliver(Delivery {
                 channel: c.channel,
                 consumer_id: c.id,
+                no_ack: c.no_ack,
                 queue: queue.clone(),
                 message,
             });
             match c.tx.send(ev) {
                 Ok(()) => {
-                    if let Some((seq, loc, redelivered)) = stored {
-                        if c.no_ack {
-                            self.settled_seqs.push(seq);
-                            self.settled_locs.push(loc);
-                        } else if !redelivered {
-                            self.delivered.push(seq);
-                        }
+                    if first_manual {
+                        self.delivered.push(seq);
                     }
                     c.outstanding += 1;
                     if !c.no_ack {

@@ -35,6 +35,8 @@ pub enum ClientEvent {
 pub struct Delivery {
     pub channel: u16,
     pub consumer_id: u64,
+    /// For a no-ack consumer (not counted as unacked by the queue).
+    pub no_ack: bool,
     pub queue: Arc<Queue>,
     pub message: QueuedMessage,
 }

@@ -15,7 +15,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
 use amq_protocol::types::FieldTable;
 use classic::ClassicState;
-use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec};
+use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec, Delivery};
 use log::{QueueLog, Restored};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -292,6 +292,21 @@ impl Queue {
         consumer_id: Option<u64>,
         msgs: impl IntoIterator<Item = QueuedMessage>,
     ) {
+        self.requeue_counted(consumer_id, msgs, true);
+    }
+
+    /// A delivery that never reached its consumer (consumer, channel or connection gone).
+    pub fn give_back(self: &Arc<Self>, d: Delivery) {
+        self.requeue_counted(Some(d.consumer_id), [d.message], !d.no_ack);
+    }
+
+    /// `unacked`: whether these messages were counted as unacked (no-ack deliveries are not).
+    fn requeue_counted(
+        self: &Arc<Self>,
+        consumer_id: Option<u64>,
+        msgs: impl IntoIterator<Item = QueuedMessage>,
+        unacked: bool,
+    ) {
         if let Some(s) = &self.stream {
             // A stream never takes messages back: only the consumer's credit returns.
             let n = u32::try_from(msgs.into_iter().count()).unwrap_or(u32::MAX);
@@ -308,7 +323,9 @@ impl Queue {
                 st.requeue(m);
             }
         }
-        st.unacked = st.unacked.saturating_sub(u64::from(n));
+        if unacked {
+            st.unacked = st.unacked.saturating_sub(u64::from(n));
+        }
         if let Some(id) = consumer_id {
             if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
                 c.outstanding = c.outstanding.saturating_sub(n);

@@ -110,7 +110,11 @@ pub async fn run(
         } else {
             None
         };
-        let batch = stream.log.lock().read(next, max, BATCH_BYTES, filter_fn);
+        let (batch, end) = {
+            let mut log = stream.log.lock();
+            let batch = log.read(next, max, BATCH_BYTES, filter_fn);
+            (batch, log.next_offset())
+        };
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -118,7 +122,14 @@ pub async fn run(
                 return;
             }
         };
+        let progressed = batch.next > next;
         next = batch.next;
+        if batch.records.is_empty() && progressed && next < end {
+            // The filter rejected everything one read scans (8 MiB at most) and more is
+            // there: read on instead of waiting for an append that may never come.
+            tokio::task::yield_now().await;
+            continue;
+        }
         if batch.records.is_empty() {
             tokio::select! {
                 _ = &mut appended => {}
@@ -143,6 +154,7 @@ pub async fn run(
             let ev = ClientEvent::Deliver(Delivery {
                 channel: c.channel,
                 consumer_id: c.id,
+                no_ack: false,
                 queue: queue.clone(),
                 message,
             });

@@ -19,7 +19,7 @@ use crate::store::stream::{StreamConfig, StreamLog};
 use amq_protocol::types::{AMQPValue, FieldTable};
 use consumer::StreamConsumer;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,9 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// Removed tracked consumers whose late acks still count (see `StreamQueue::retired`).
+const RETIRED: usize = 1024;
 
 /// What a new stream consumer asked for.
 pub struct StreamConsumerSpec {
@@ -52,6 +55,9 @@ pub struct StreamQueue {
     /// Woken on every append, so tailing readers never poll.
     appended: Notify,
     consumers: Mutex<HashMap<u64, Arc<StreamConsumer>>>,
+    /// Tracking names of the last [`RETIRED`] tracked consumers removed: acks for their
+    /// deliveries may still come (cancel, finish the work in hand, ack, close) and still count.
+    retired: Mutex<VecDeque<(u64, String)>>,
     tracking: Tracking,
     dirty: AtomicBool,
     commit: GroupCommit<ConfirmWaiter>,
@@ -100,6 +106,7 @@ impl StreamQueue {
             log: Mutex::new(log),
             appended: Notify::new(),
             consumers: Mutex::new(HashMap::new()),
+            retired: Mutex::new(VecDeque::new()),
             tracking: Tracking::load(dir),
             dirty: AtomicBool::new(false),
             commit,
@@ -222,8 +229,16 @@ impl StreamQueue {
     }
 
     pub fn remove_consumer(&self, id: u64) {
-        if let Some(c) = self.consumers.lock().remove(&id) {
-            c.cancel();
+        let Some(c) = self.consumers.lock().remove(&id) else {
+            return;
+        };
+        c.cancel();
+        if let Some(name) = &c.tracking {
+            let mut r = self.retired.lock();
+            if r.len() >= RETIRED {
+                r.pop_front();
+            }
+            r.push_back((id, name.clone()));
         }
     }
 
@@ -236,6 +251,18 @@ impl StreamQueue {
                 self.tracking.acked(name, o);
             }
             c.add_credit(n);
+        } else if let Some(o) = max_offset {
+            // Acks after basic.cancel still move a tracked consumer's offset.
+            let r = self.retired.lock();
+            let name = r
+                .iter()
+                .rev()
+                .find(|(i, _)| *i == id)
+                .map(|(_, n)| n.clone());
+            drop(r);
+            if let Some(name) = name {
+                self.tracking.acked(&name, o);
+            }
         }
     }
 
