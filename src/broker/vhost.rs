@@ -331,7 +331,12 @@ impl VHost {
                 ));
             }
             for (k, v) in opts.arguments.inner() {
-                if o.arguments.inner().get(k) != Some(v) {
+                if !o
+                    .arguments
+                    .inner()
+                    .get(k)
+                    .is_some_and(|cur| same_arg(cur, v))
+                {
                     return Err(inequivalent(
                         "queue",
                         k.as_str(),
@@ -692,5 +697,36 @@ pub fn is_stream(args: &FieldTable) -> bool {
         Some(amq_protocol::types::AMQPValue::LongString(s)) => s.as_bytes() == b"stream",
         Some(amq_protocol::types::AMQPValue::ShortString(s)) => s.as_str() == "stream",
         _ => false,
+    }
+}
+
+/// Argument equivalence as RabbitMQ judges it: integers by value whatever their wire type
+/// (clients disagree on int vs long), strings by their bytes.
+fn same_arg(a: &amq_protocol::types::AMQPValue, b: &amq_protocol::types::AMQPValue) -> bool {
+    use amq_protocol::types::AMQPValue as V;
+    fn int(v: &V) -> Option<i128> {
+        Some(match v {
+            V::ShortShortInt(n) => i128::from(*n),
+            V::ShortShortUInt(n) => i128::from(*n),
+            V::ShortInt(n) => i128::from(*n),
+            V::ShortUInt(n) => i128::from(*n),
+            V::LongInt(n) => i128::from(*n),
+            V::LongUInt(n) => i128::from(*n),
+            V::LongLongInt(n) => i128::from(*n),
+            V::Timestamp(n) => i128::from(*n),
+            _ => return None,
+        })
+    }
+    fn text(v: &V) -> Option<&[u8]> {
+        match v {
+            V::LongString(s) => Some(s.as_bytes()),
+            V::ShortString(s) => Some(s.as_str().as_bytes()),
+            _ => None,
+        }
+    }
+    match (int(a), int(b), text(a), text(b)) {
+        (Some(x), Some(y), _, _) => x == y,
+        (_, _, Some(x), Some(y)) => x == y,
+        _ => a == b,
     }
 }

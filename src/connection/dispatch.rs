@@ -490,9 +490,17 @@ impl Conn {
         use basic::AMQPMethod as B;
         match m {
             B::Qos(q) => {
-                // prefetch_size was checked on the raw frame (amq-protocol drops it). `global`
-                // is treated as per-consumer, as RabbitMQ does for new consumers.
-                self.ch(chan)?.prefetch = q.prefetch_count;
+                // prefetch_size was checked on the raw frame (amq-protocol drops it). The limit
+                // is per consumer; with `global` it also applies to the channel's existing
+                // consumers at once (Celery raises a global prefetch for ETA tasks and expects
+                // its running consumer to see it).
+                let ch = self.ch(chan)?;
+                ch.prefetch = q.prefetch_count;
+                if q.global {
+                    for (id, c) in &ch.consumers {
+                        c.queue.set_prefetch(*id, q.prefetch_count);
+                    }
+                }
                 self.send(chan, AMQPClass::Basic(B::QosOk(basic::QosOk {})));
                 Ok(())
             }

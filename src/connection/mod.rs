@@ -183,7 +183,14 @@ pub async fn serve<S>(
     conn.teardown(&mut events_rx);
     tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, "connection closed: {reason}");
     out.close();
-    let _ = writer.await;
+    // A peer that stopped reading would keep the writer (and the socket) forever.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 impl Conn {
@@ -262,7 +269,10 @@ impl Conn {
 
     /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.
     fn end_batch(&mut self) {
-        self.flush_confirms();
+        // After connection.close only close-ok may follow.
+        if !self.closing {
+            self.flush_confirms();
+        }
         self.settles.apply();
         self.out.push(&mut self.wbuf);
     }

@@ -256,7 +256,7 @@ impl Conn {
         let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
             return;
         };
-        if ch.epoch != epoch || ch.closing {
+        if ch.epoch != epoch || ch.closing || self.closing {
             return;
         }
         if let Ok(i) = ch.unconfirmed.binary_search_by_key(&seq, |p| p.seq) {

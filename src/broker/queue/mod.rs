@@ -235,6 +235,22 @@ impl Queue {
         Ok(())
     }
 
+    /// basic.qos with `global`: a consumer's prefetch changes while it runs.
+    pub fn set_prefetch(self: &Arc<Self>, consumer_id: u64, prefetch: u16) {
+        if self.stream.is_some() {
+            return;
+        }
+        let mut st = self.state.lock();
+        if let Some(c) = st
+            .consumers
+            .iter_mut()
+            .find(|c| c.id == consumer_id && !c.no_ack)
+        {
+            c.limit = u32::from(prefetch);
+        }
+        st.dispatch(self);
+    }
+
     /// Detach a consumer. Returns true when the queue is auto-delete and this was its last consumer.
     pub fn remove_consumer(&self, consumer_id: u64) -> bool {
         if let Some(s) = &self.stream {
