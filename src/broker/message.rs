@@ -24,6 +24,30 @@ impl Message {
         properties::delivery_mode(props) == Some(2)
     }
 
+    /// A copy of this message in one allocation of its own. A message read off the socket shares
+    /// the connection's 64 KiB read buffer; one that waits in a queue would otherwise keep that
+    /// whole buffer alive for a few bytes of its own.
+    pub fn compacted(&self) -> Message {
+        let (e, r, p) = (
+            self.exchange.len(),
+            self.routing_key.len(),
+            self.properties.len(),
+        );
+        let mut b = bytes::BytesMut::with_capacity(e + r + p + self.body.len());
+        b.extend_from_slice(&self.exchange);
+        b.extend_from_slice(&self.routing_key);
+        b.extend_from_slice(&self.properties);
+        b.extend_from_slice(&self.body);
+        let mut all = b.freeze();
+        Message {
+            exchange: all.split_to(e),
+            routing_key: all.split_to(r),
+            properties: all.split_to(p),
+            body: all,
+            persistent: self.persistent,
+        }
+    }
+
     /// Bytes this message accounts for in a queue (body only, as RabbitMQ's `message_bytes`).
     pub fn size(&self) -> u64 {
         self.body.len() as u64

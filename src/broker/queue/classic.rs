@@ -72,6 +72,11 @@ impl ClassicState {
         Some(m)
     }
 
+    /// Would a message pushed now be handed to a consumer at once?
+    pub fn can_dispatch(&self) -> bool {
+        self.next_consumer().is_some()
+    }
+
     /// Index of the next consumer with credit, starting at the cursor.
     fn next_consumer(&self) -> Option<usize> {
         let n = self.consumers.len();

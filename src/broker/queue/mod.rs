@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::sync::OnceLock;
 
+/// Messages up to this body size are copied out of the read buffer when they wait in a queue.
+const COMPACT_MAX: usize = 4096;
+
 /// Declared properties of a queue, compared on redeclare.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueOptions {
@@ -184,6 +187,14 @@ impl Queue {
             let log = self.page_log_or_create()?;
             st.page_out(log, &msg, loc)?;
         } else {
+            // Small messages that will wait get their own allocation (large ones fill most of
+            // the read buffer they share anyway).
+            let waits = !st.ready.is_empty() || !st.can_dispatch();
+            let msg = if waits && msg.body.len() <= COMPACT_MAX {
+                msg.compacted()
+            } else {
+                msg
+            };
             st.push(msg, loc);
         }
         st.dispatch(self);
