@@ -303,6 +303,16 @@ impl VHost {
             check_owner(&q, conn)?;
             let o = &q.options;
             let obj = format!("{name}' in vhost '{}", self.name);
+            if is_stream(&opts.arguments) != q.stream.is_some() {
+                let kind = |s: bool| if s { "stream" } else { "classic" };
+                return Err(inequivalent(
+                    "queue",
+                    "x-queue-type",
+                    &obj,
+                    kind(is_stream(&opts.arguments)),
+                    kind(q.stream.is_some()),
+                ));
+            }
             if o.durable != opts.durable {
                 return Err(inequivalent(
                     "queue",

@@ -165,7 +165,10 @@ impl Settles {
         let r = self.run(&u.queue, u.consumer, true);
         r.n += 1;
         r.max_seq = r.max_seq.max(Some(u.message.seq));
-        if let Some(loc) = u.message.loc {
+        if u.queue.stream.is_some() {
+            // A stream's offsets (no log records here): tracked consumers need every one.
+            r.seqs.push(u.message.seq);
+        } else if let Some(loc) = u.message.loc {
             r.seqs.push(u.message.seq);
             r.locs.push(loc);
         }

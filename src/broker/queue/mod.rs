@@ -290,7 +290,7 @@ impl Queue {
         max_seq: Option<u64>,
     ) {
         if let (Some(s), Some(c)) = (&self.stream, consumer_id) {
-            s.settle(c, n, max_seq.filter(|_| manual));
+            s.settle(c, n, manual.then_some(seqs), max_seq.filter(|_| manual));
             return;
         }
         // A deleted queue's log is gone: writing acks would only fail (and log an error).
@@ -338,7 +338,7 @@ impl Queue {
             // A stream never takes messages back: only the consumer's credit returns.
             let n = u32::try_from(msgs.into_iter().count()).unwrap_or(u32::MAX);
             if let Some(c) = consumer_id {
-                s.settle(c, n, None);
+                s.settle(c, n, None, None);
             }
             return;
         }

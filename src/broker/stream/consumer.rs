@@ -30,6 +30,9 @@ pub struct StreamConsumer {
     filters: Option<Vec<Bytes>>,
     match_unfiltered: bool,
     pub tracking: Option<String>,
+    /// Offsets delivered and not yet acked (tracked consumers only): the stored position is
+    /// just below the lowest of them, so acks out of order never skip a message on resume.
+    pub inflight: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl StreamConsumer {
@@ -52,6 +55,7 @@ impl StreamConsumer {
             filters,
             match_unfiltered,
             tracking,
+            inflight: parking_lot::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -136,6 +140,11 @@ pub async fn run(
                 _ = c.wake.notified() => {}
             }
             continue;
+        }
+        if c.tracking.is_some() {
+            c.inflight
+                .lock()
+                .extend(batch.records.iter().map(|r| r.offset));
         }
         for r in batch.records {
             c.credit.fetch_sub(1, Ordering::AcqRel);

@@ -244,11 +244,24 @@ impl StreamQueue {
 
     /// `n` deliveries to consumer `id` were acked (up to `max_offset`) or given back: credit
     /// returns, and a tracked consumer's offset moves on.
-    pub fn settle(&self, id: u64, n: u32, max_offset: Option<u64>) {
+    pub fn settle(&self, id: u64, n: u32, acked: Option<&[u64]>, max_offset: Option<u64>) {
         let c = self.consumers.lock().get(&id).cloned();
         if let Some(c) = c {
-            if let (Some(name), Some(o)) = (c.tracking.as_deref(), max_offset) {
-                self.tracking.acked(name, o);
+            if let (Some(name), Some(acked), Some(max)) = (c.tracking.as_deref(), acked, max_offset)
+            {
+                let mut inflight = c.inflight.lock();
+                for o in acked {
+                    inflight.remove(o);
+                }
+                // Everything below the oldest unacked delivery is done.
+                let safe = match inflight.first() {
+                    Some(&low) => low.checked_sub(1),
+                    None => Some(max),
+                };
+                drop(inflight);
+                if let Some(o) = safe {
+                    self.tracking.acked(name, o);
+                }
             }
             c.add_credit(n);
         } else if let Some(o) = max_offset {
