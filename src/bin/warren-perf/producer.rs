@@ -189,11 +189,14 @@ pub async fn run(conn: Conn, cfg: ProducerCfg, stop: Arc<AtomicBool>) -> Produce
         }
         Err(e) => shared.fail(e.to_string()),
     }
-    // connection.close; the reader task ends on close-ok (or EOF).
+    // connection.close; the reader task ends on close-ok (or EOF). Wait for close-ok for as long
+    // as a flow-controlled broker may take to read the publishes still queued before the close:
+    // closing the socket earlier makes RabbitMQ drop them ("client unexpectedly closed TCP
+    // connection"), which the consumers would report as loss.
     let mut close = BytesMut::new();
     warren::protocol::frame::encode_method(&mut close, 0, crate::client::close_method());
     if wr.write_all(&close).await.is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(2), rd_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(60), rd_task).await;
     }
     report.confirmed = shared.confirmed.load(Relaxed);
     report.nacked = shared.nacked.load(Relaxed);
