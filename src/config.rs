@@ -95,6 +95,9 @@ pub struct StoreConfig {
     /// Memory one queue's ready messages may use (bytes plus ~200 bytes each) before newer
     /// messages are kept only on disk and read back in order as consumers catch up.
     pub queue_memory_limit: u64,
+    /// Stream queues: send a publisher confirm only once an fsync covers the message (true), or
+    /// as soon as it is appended (false: faster, but a power loss can take confirmed messages).
+    pub stream_fsync: bool,
 }
 
 impl Default for StoreConfig {
@@ -102,6 +105,7 @@ impl Default for StoreConfig {
         StoreConfig {
             segment_size: 64 * 1024 * 1024,
             queue_memory_limit: 64 * 1024 * 1024,
+            stream_fsync: true,
         }
     }
 }

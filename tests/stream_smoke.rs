@@ -62,3 +62,36 @@ async fn stream_replays_from_first_and_from_an_offset() {
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn confirms_arrive_with_stream_fsync_off() {
+    let b = Broker::start_with(|c| c.store.stream_fsync = false).await;
+    let (_c, ch) = b.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("fast".into(), durable, stream_args())
+        .await
+        .expect("declare");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    for i in 0..200u32 {
+        publish(&ch, "fast", &i.to_be_bytes()).await;
+    }
+    within(5, ch.wait_for_confirms()).await.expect("confirms");
+    let q = ch
+        .queue_declare(
+            "fast".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive");
+    assert_eq!(q.message_count(), 200);
+    b.stop().await;
+}

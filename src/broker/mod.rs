@@ -28,11 +28,13 @@ pub struct Broker {
 impl Broker {
     /// Open the data dir, recover durable definitions and messages, and build the broker.
     pub fn open(config: Config, users: Users) -> std::io::Result<Broker> {
-        let persist = Arc::new(Persistence::open(
+        let mut persist = Persistence::open(
             &config.data_dir,
             config.store.segment_size,
             config.store.queue_memory_limit,
-        )?);
+        )?;
+        persist.stream_fsync = config.store.stream_fsync;
+        let persist = Arc::new(persist);
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = config
             .vhosts

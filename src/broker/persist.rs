@@ -49,6 +49,8 @@ pub struct Persistence {
     spill_seq: AtomicU64,
     pub segment_size: u64,
     pub queue_memory_limit: u64,
+    /// Confirms for stream messages wait for an fsync (`store.stream_fsync`).
+    pub stream_fsync: bool,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -83,6 +85,7 @@ impl Persistence {
             spill_seq: AtomicU64::new(1),
             segment_size,
             queue_memory_limit,
+            stream_fsync: true,
         })
     }
 
@@ -185,8 +188,13 @@ impl Persistence {
         cfg: StreamConfig,
     ) -> AmqpResult<(u64, Arc<StreamQueue>)> {
         let id = self.defs.next_queue_id().map_err(internal)?;
-        let s =
-            StreamQueue::open(&self.stream_dir(id), cfg, self.commit.clone()).map_err(internal)?;
+        let s = StreamQueue::open(
+            &self.stream_dir(id),
+            cfg,
+            self.commit.clone(),
+            self.stream_fsync,
+        )
+        .map_err(internal)?;
         let d = QueueDef {
             vhost: vhost.to_string(),
             name: name.to_string(),
@@ -290,7 +298,12 @@ impl Persistence {
             };
             if is_stream(&d.arguments) {
                 let cfg = stream_args::config(&d.arguments).unwrap_or_default();
-                let s = StreamQueue::open(&self.stream_dir(d.id), cfg, self.commit.clone())?;
+                let s = StreamQueue::open(
+                    &self.stream_dir(d.id),
+                    cfg,
+                    self.commit.clone(),
+                    self.stream_fsync,
+                )?;
                 messages += s.message_count() as usize;
                 v.restore_stream(&d.name, o, d.id, s);
                 continue;

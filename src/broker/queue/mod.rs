@@ -173,7 +173,7 @@ impl Queue {
         if let Some(s) = &self.stream {
             s.publish(&msg)?;
             self.counters.published.fetch_add(1, Relaxed);
-            return Ok(true);
+            return Ok(s.fsync_confirms);
         }
         let mut st = self.state.lock();
         if self.is_deleted() {

@@ -62,6 +62,8 @@ pub struct StreamQueue {
     dirty: AtomicBool,
     commit: GroupCommit<ConfirmWaiter>,
     dir: PathBuf,
+    /// Publisher confirms wait for an fsync (else they go out once appended).
+    pub fsync_confirms: bool,
 }
 
 impl std::fmt::Debug for StreamQueue {
@@ -99,6 +101,7 @@ impl StreamQueue {
         dir: &Path,
         cfg: StreamConfig,
         commit: GroupCommit<ConfirmWaiter>,
+        fsync_confirms: bool,
     ) -> io::Result<Arc<StreamQueue>> {
         std::fs::create_dir_all(dir)?;
         let log = StreamLog::open(dir, cfg)?;
@@ -111,6 +114,7 @@ impl StreamQueue {
             dirty: AtomicBool::new(false),
             commit,
             dir: dir.to_path_buf(),
+            fsync_confirms,
         });
         let weak = Arc::downgrade(&s);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
