@@ -15,7 +15,7 @@
 #   SCENARIOS [1,2,3,4,5,6,7,8,9,d]  which scenarios; d = issue 3 (1M persistent: recovery time
 #                                      after a clean stop and after kill -9, disk use)
 #   REPS [3]  DURATION [10] seconds per timed run
-#   BACKLOG_COUNT [1000000] (7)  STREAM_COUNT [1000000] (8)  RECOVERY_COUNT [1000000] (d)
+#   BACKLOG_COUNT [1000000] (7)  STREAM_COUNT [1000000] (8)  STREAM_SIZE [16] (8)  RECOVERY_COUNT [1000000] (d)
 #   IDLE_CONNECTIONS [10000]  IDLE_QUEUES [10000] (9)
 #   BROKERS [warren,rabbitmq]  WARREN_PORT [5690]  RABBIT_PORT [5691]
 #   OUT [docs/BENCHMARKS.md]  RAW [bench/results.jsonl]  KEEP_TMP [0]  SKIP_BUILD [0]
@@ -32,6 +32,7 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 BACKLOG_COUNT=${BACKLOG_COUNT:-1000000}
 STREAM_COUNT=${STREAM_COUNT:-1000000}
+STREAM_SIZE=${STREAM_SIZE:-16}
 RECOVERY_COUNT=${RECOVERY_COUNT:-1000000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 IDLE_QUEUES=${IDLE_QUEUES:-10000}
@@ -280,8 +281,8 @@ run_scenario() { # run_scenario N (the broker is started by the caller)
         if [ -n "$why" ]; then log "  $BROKER s8: not a stream: $why"; return; fi
         for rep in $(seq "$REPS"); do
             reset_peak
-            perf 8 "$rep" publish --stream -s 16 -C "$STREAM_COUNT" --confirm 1000 --publish-only --queue-name stream
-            perf 8 "$rep" drain --stream -s 16 -C "$STREAM_COUNT" --consume-only --consumer-args x-stream-offset=first \
+            perf 8 "$rep" publish --stream -s "$STREAM_SIZE" -C "$STREAM_COUNT" --confirm 1000 --publish-only --queue-name stream
+            perf 8 "$rep" drain --stream -s "$STREAM_SIZE" -C "$STREAM_COUNT" --consume-only --consumer-args x-stream-offset=first \
                 --queue-name stream
         done ;;
     9)
