@@ -26,16 +26,59 @@ pub struct ConfirmWaiter {
     pub channel: u16,
     pub epoch: u64,
     pub seq: u64,
+    /// The append this waiter covers, checked against failed syncs.
+    pub ticket: SyncTicket,
 }
 
 impl Waiter for ConfirmWaiter {
     fn done(self, durable: bool) {
+        let ok = durable && self.ticket.n > self.ticket.poisoned.load(Ordering::Acquire);
         let _ = self.tx.send(ClientEvent::Stored {
             channel: self.channel,
             epoch: self.epoch,
             seq: self.seq,
-            ok: durable,
+            ok,
         });
+    }
+}
+
+/// Numbers a log's appends and remembers the last one a failed sync may have lost. Linux reports
+/// a writeback error to one fsync only, so a later fsync of the same file can succeed although
+/// the pages are gone: a waiter for an append at or below the poisoned mark is nacked even then.
+#[derive(Debug, Default)]
+pub struct SyncGuard {
+    appended: AtomicU64,
+    prepared: AtomicU64,
+    poisoned: Arc<AtomicU64>,
+}
+
+/// A waiter's claim: append number `n` of a log with this poisoned mark.
+#[derive(Debug, Clone)]
+pub struct SyncTicket {
+    poisoned: Arc<AtomicU64>,
+    n: u64,
+}
+
+impl SyncGuard {
+    /// Count an append (under the log's lock); returns the ticket a confirm waiter needs.
+    pub fn appended(&self) -> SyncTicket {
+        let n = self.appended.fetch_add(1, Ordering::AcqRel) + 1;
+        SyncTicket {
+            poisoned: self.poisoned.clone(),
+            n,
+        }
+    }
+
+    /// A sync is being prepared (under the log's lock): it covers every append so far.
+    pub fn prepared(&self) {
+        let n = self.appended.load(Ordering::Acquire);
+        self.prepared.store(n, Ordering::Release);
+    }
+
+    /// That sync failed: whatever it covered may be lost.
+    pub fn failed(&self) {
+        let n = self.prepared.load(Ordering::Acquire);
+        self.poisoned.fetch_max(n, Ordering::AcqRel);
     }
 }
 
@@ -338,5 +381,33 @@ impl Persistence {
             "recovered durable state"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(t: &SyncTicket) -> bool {
+        t.n <= t.poisoned.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_exactly_what_it_covered() {
+        let g = SyncGuard::default();
+        let before = g.appended();
+        g.prepared();
+        let after_prepare = g.appended();
+        g.failed();
+        let later = g.appended();
+        g.prepared();
+        assert!(lost(&before), "covered by the failed sync");
+        assert!(
+            !lost(&after_prepare),
+            "appended after that sync was prepared"
+        );
+        assert!(!lost(&later));
+        // A later success does not clear the mark.
+        assert!(lost(&before));
     }
 }

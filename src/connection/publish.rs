@@ -180,13 +180,14 @@ impl Conn {
             let m = if i == last { msg.take() } else { msg.clone() };
             let Some(m) = m else { break };
             match q.publish(m) {
-                Ok(true) if confirm => {
+                Ok(Some(ticket)) if confirm => {
                     waits += 1;
                     q.sync_then(ConfirmWaiter {
                         tx: self.events_tx.clone(),
                         channel: chan,
                         epoch,
                         seq,
+                        ticket,
                     });
                 }
                 Ok(_) => {}

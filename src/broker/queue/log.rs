@@ -2,7 +2,7 @@
 //! delivery marks, the bookkeeping group commit needs, and rebuilding the queue at start-up.
 
 use crate::broker::message::{Message, QueuedMessage};
-use crate::broker::persist::ConfirmWaiter;
+use crate::broker::persist::{ConfirmWaiter, SyncGuard, SyncTicket};
 use crate::broker::queue::paging::Paged;
 use crate::store::commit::{GroupCommit, Syncable};
 use crate::store::{FileLog, Location, MessageLog, Recovered, StoredMessage};
@@ -20,6 +20,8 @@ pub struct QueueLog {
     /// Appended since the commit thread last flushed it: the first append after a flush asks for
     /// a sync, so messages published without confirms are made durable at group-commit pace too.
     dirty: AtomicBool,
+    /// Which appends a failed sync may have lost.
+    guard: SyncGuard,
     commit: GroupCommit<ConfirmWaiter>,
 }
 
@@ -33,10 +35,12 @@ impl Syncable for QueueLog {
     fn prepare_sync(&self) -> io::Result<Vec<File>> {
         let mut log = self.log.lock();
         self.dirty.store(false, Ordering::Relaxed);
+        self.guard.prepared();
         log.prepare_sync()
     }
 
     fn sync_failed(&self) {
+        self.guard.failed();
         self.log.lock().sync_failed();
     }
 }
@@ -59,6 +63,7 @@ impl QueueLog {
         Ok(Arc::new(QueueLog {
             log: Mutex::new(FileLog::open(dir, segment_size)?),
             dirty: AtomicBool::new(false),
+            guard: SyncGuard::default(),
             commit,
         }))
     }
@@ -82,7 +87,7 @@ impl QueueLog {
         seq: u64,
         msg: &Message,
         persistent: bool,
-    ) -> io::Result<Location> {
+    ) -> io::Result<(Location, SyncTicket)> {
         let rec = StoredMessage {
             seq,
             persistent,
@@ -91,9 +96,12 @@ impl QueueLog {
             properties: msg.properties.clone(),
             body: msg.body.clone(),
         };
-        let loc = self.log.lock().append(&rec)?;
+        let mut log = self.log.lock();
+        let loc = log.append(&rec)?;
+        let ticket = self.guard.appended();
+        drop(log);
         self.mark_dirty();
-        Ok(loc)
+        Ok((loc, ticket))
     }
 
     /// Record that these messages are settled and let their records go.

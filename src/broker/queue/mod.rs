@@ -8,8 +8,8 @@ pub mod log;
 pub mod paging;
 
 use crate::broker::message::{Message, QueuedMessage};
-use crate::broker::persist::ConfirmWaiter;
 use crate::broker::persist::Persistence;
+use crate::broker::persist::{ConfirmWaiter, SyncTicket};
 use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
@@ -166,22 +166,25 @@ impl Queue {
         format!("queue '{}' in vhost '{}'", self.name, self.vhost)
     }
 
-    /// Enqueue a routed message and hand it on if a consumer has credit. Returns whether it was
-    /// written to the queue's log (then a confirm must wait for the log's sync); an error means
-    /// the log refused it and the message was not enqueued.
-    pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<bool> {
+    /// Enqueue a routed message and hand it on if a consumer has credit. Returns a ticket when it
+    /// was written to the queue's log (a confirm must then wait for the log's sync); an error
+    /// means the log refused it and the message was not enqueued.
+    pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<Option<SyncTicket>> {
         if let Some(s) = &self.stream {
-            s.publish(&msg)?;
+            let ticket = s.publish(&msg)?;
             self.counters.published.fetch_add(1, Relaxed);
-            return Ok(s.fsync_confirms);
+            return Ok(s.fsync_confirms.then_some(ticket));
         }
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return Ok(false);
+            return Ok(None);
         }
-        let loc = match &self.log {
-            Some(log) if msg.persistent => Some(log.append(st.next_seq, &msg, true)?),
-            _ => None,
+        let (loc, ticket) = match &self.log {
+            Some(log) if msg.persistent => {
+                let (loc, ticket) = log.append(st.next_seq, &msg, true)?;
+                (Some(loc), Some(ticket))
+            }
+            _ => (None, None),
         };
         if self.persist.is_some() && st.must_page(self.mem_limit, &msg) {
             let log = self.page_log_or_create()?;
@@ -200,7 +203,7 @@ impl Queue {
         st.dispatch(self);
         drop(st);
         self.counters.published.fetch_add(1, Relaxed);
-        Ok(loc.is_some())
+        Ok(ticket)
     }
 
     /// Take the head message for basic.get; with `no_ack` false it counts as unacked.

@@ -50,7 +50,7 @@ impl ClassicState {
         let seq = self.next_seq;
         let (loc, persistent) = match loc {
             Some(l) => (l, true),
-            None => (log.append(seq, msg, false)?, false),
+            None => (log.append(seq, msg, false)?.0, false),
         };
         self.next_seq += 1;
         self.paged_bytes += msg.size();

@@ -8,7 +8,7 @@ mod consumer;
 mod tracking;
 
 use crate::broker::message::Message;
-use crate::broker::persist::ConfirmWaiter;
+use crate::broker::persist::{ConfirmWaiter, SyncGuard, SyncTicket};
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::Queue;
 use crate::error::{AmqpError, AmqpResult};
@@ -60,6 +60,8 @@ pub struct StreamQueue {
     retired: Mutex<VecDeque<(u64, String)>>,
     tracking: Tracking,
     dirty: AtomicBool,
+    /// Which appends a failed sync may have lost.
+    guard: SyncGuard,
     commit: GroupCommit<ConfirmWaiter>,
     dir: PathBuf,
     /// Publisher confirms wait for an fsync (else they go out once appended).
@@ -78,10 +80,12 @@ impl Syncable for StreamQueue {
     fn prepare_sync(&self) -> io::Result<Vec<File>> {
         let mut log = self.log.lock();
         self.dirty.store(false, Ordering::Relaxed);
+        self.guard.prepared();
         log.prepare_sync()
     }
 
     fn sync_failed(&self) {
+        self.guard.failed();
         self.log.lock().sync_failed();
     }
 }
@@ -112,6 +116,7 @@ impl StreamQueue {
             retired: Mutex::new(VecDeque::new()),
             tracking: Tracking::load(dir),
             dirty: AtomicBool::new(false),
+            guard: SyncGuard::default(),
             commit,
             dir: dir.to_path_buf(),
             fsync_confirms,
@@ -154,7 +159,8 @@ impl StreamQueue {
     }
 
     /// Append a message; the caller registers a confirm waiter if it needs one.
-    pub fn publish(self: &Arc<Self>, msg: &Message) -> io::Result<()> {
+    /// Returns the ticket a confirm waiter for this append needs.
+    pub fn publish(self: &Arc<Self>, msg: &Message) -> io::Result<SyncTicket> {
         let filter = filter_value(&msg.properties);
         let mut log = self.log.lock();
         let offset = i64::try_from(log.next_offset()).unwrap_or(i64::MAX);
@@ -169,6 +175,7 @@ impl StreamQueue {
             &props,
             &msg.body,
         )?;
+        let ticket = self.guard.appended();
         if log.segment_count() != before {
             log.enforce_retention(now_ms())?;
         }
@@ -177,7 +184,7 @@ impl StreamQueue {
             self.commit.sync(self.clone(), None);
         }
         self.appended.notify_waiters();
-        Ok(())
+        Ok(ticket)
     }
 
     /// Tell `w` once everything appended so far is on disk.
