@@ -4,13 +4,14 @@
 //! followed by `VHost::route`.
 
 pub mod headers;
+pub mod headers_index;
 pub mod topic;
 
 use crate::broker::message::Message;
 use crate::broker::queue::Queue;
 use crate::protocol::properties;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use headers::XMatch;
+use headers_index::HeadersIndex;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -77,7 +78,7 @@ struct Bindings {
     all: Vec<BindingRecord>,
     direct: HashMap<Box<[u8]>, Vec<Dest>>,
     topic: TopicTrie<Dest>,
-    headers: Vec<(XMatch, FieldTable, Dest)>,
+    headers: HeadersIndex<Dest>,
 }
 
 /// Declared properties of an exchange, compared on redeclare.
@@ -183,7 +184,7 @@ impl Exchange {
             }
             ExchangeKind::Headers => {
                 if let Some(xm) = xm {
-                    b.headers.push((xm, args.clone(), dest.clone()));
+                    b.headers.insert(xm, args.clone(), dest.clone());
                 }
             }
         }
@@ -225,13 +226,7 @@ impl Exchange {
                 b.topic.remove(key, dest);
             }
             ExchangeKind::Headers => {
-                if let Some(i) = b
-                    .headers
-                    .iter()
-                    .position(|(_, a, d)| d == dest && a == args)
-                {
-                    b.headers.remove(i);
-                }
+                b.headers.remove(args, dest);
             }
             _ => {}
         }
@@ -250,7 +245,7 @@ impl Exchange {
                 !v.is_empty()
             });
             b.topic.remove_dest(|d| d == dest);
-            b.headers.retain(|(_, _, d)| d != dest);
+            b.headers.remove_dest(dest);
         }
         n
     }
@@ -280,12 +275,7 @@ impl Exchange {
                 if b.headers.is_empty() {
                     return;
                 }
-                let h = hdrs.get(msg);
-                for (xm, args, dest) in &b.headers {
-                    if headers::matches(*xm, args, h) {
-                        out(dest);
-                    }
-                }
+                b.headers.route(hdrs.get(msg), out);
             }
         }
     }
