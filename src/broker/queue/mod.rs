@@ -4,6 +4,7 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod flow;
 pub mod log;
 pub mod paging;
 
@@ -65,6 +66,8 @@ pub struct Queue {
     spill: OnceLock<Arc<QueueLog>>,
     /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
     pub stream: Option<Arc<StreamQueue>>,
+    /// Publisher flow control (classic queues).
+    pub flow: flow::Flow,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -95,6 +98,7 @@ impl Queue {
             persist: None,
             spill: OnceLock::new(),
             stream: None,
+            flow: flow::Flow::default(),
         }
     }
 
@@ -201,6 +205,7 @@ impl Queue {
             st.push(msg, loc);
         }
         st.dispatch(self);
+        st.check_high(self);
         drop(st);
         self.counters.published.fetch_add(1, Relaxed);
         Ok(ticket)
@@ -225,6 +230,7 @@ impl Queue {
             }
         }
         let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
+        st.check_low(self, 1);
         drop(st);
         self.counters.delivered.fetch_add(1, Relaxed);
         Some((m, left))
@@ -277,6 +283,7 @@ impl Queue {
         if st.cursor >= st.consumers.len() {
             st.cursor = 0;
         }
+        st.check_low(self, 0);
         before != st.consumers.len() && self.options.auto_delete && st.consumers.is_empty()
     }
 
@@ -385,7 +392,9 @@ impl Queue {
         } else if let Some(spill) = self.spill.get() {
             spill.clear();
         }
-        st.purge()
+        let n = st.purge();
+        st.check_low(self, 0);
+        n
     }
 
     /// Ready messages (what declare-ok reports).
@@ -453,6 +462,7 @@ impl Queue {
         if let Some(spill) = self.spill.get() {
             spill.destroy();
         }
+        self.flow.release();
         let cancelled = st
             .consumers
             .drain(..)
