@@ -1,6 +1,7 @@
 //! The broker domain: vhosts, exchanges, bindings, queues and messages. It never sees sockets or
 //! frames; connections call into it.
 
+pub mod admission;
 pub mod exchange;
 pub mod message;
 pub mod persist;
@@ -23,6 +24,8 @@ pub struct Broker {
     pub users: Users,
     vhosts: DashMap<String, Arc<VHost>>,
     next_id: AtomicU64,
+    /// Connections in the handshake and open, against `[limits]`.
+    pub admission: Arc<admission::Admission>,
 }
 
 impl Broker {
@@ -50,6 +53,7 @@ impl Broker {
             users,
             vhosts,
             next_id: AtomicU64::new(1),
+            admission: Arc::default(),
         })
     }
 

@@ -67,6 +67,7 @@ impl Conn {
                 no_ack: c.no_ack,
                 exclusive: c.exclusive,
                 prefetch,
+                window: self.broker.config.limits.default_consumer_prefetch,
             }),
         };
         if let Err(e) = added {

@@ -3,6 +3,7 @@
 
 use super::{send_method, Io};
 use crate::auth::{self, User};
+use crate::broker::admission::OpenSlot;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -30,6 +31,8 @@ pub struct Negotiated {
     pub heartbeat: u16,
     pub caps: ClientCaps,
     pub client_name: String,
+    /// This connection's place under limits.max_connections.
+    pub open_slot: OpenSlot,
 }
 
 /// Why the handshake ended without a connection.
@@ -209,6 +212,15 @@ pub async fn run(
     else {
         return Err(AmqpError::command_invalid("expected connection.open").into());
     };
+    // RabbitMQ checks the node-wide connection_max first, at connection.open.
+    let max = limits.max_connections;
+    let Some(open_slot) = broker.admission.open(max) else {
+        return Err(AmqpError::not_allowed(format!(
+            "connection refused: node connection limit ({max}) is reached"
+        ))
+        .on(10, 40)
+        .into());
+    };
     let vname = open.virtual_host.as_str();
     let Some(vhost) = broker.vhost(vname) else {
         return Err(AmqpError::not_allowed(format!("vhost {vname} not found"))
@@ -236,6 +248,7 @@ pub async fn run(
         heartbeat: t.heartbeat,
         caps,
         client_name,
+        open_slot,
     })
 }
 

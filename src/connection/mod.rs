@@ -36,12 +36,18 @@ pub struct Io {
     rd: Reader,
     wr: Option<Writer>,
     rbuf: BytesMut,
+    /// How much the read buffer grows by: small during the handshake, so that a thousand
+    /// sockets idling in it cost little, 64 KiB after.
+    chunk: usize,
 }
+
+/// Read-buffer growth step during the handshake.
+const HANDSHAKE_CHUNK: usize = 4 * 1024;
 
 impl Io {
     async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-            self.rbuf.reserve(64 * 1024);
+        if self.rbuf.capacity() - self.rbuf.len() < self.chunk / 4 {
+            self.rbuf.reserve(self.chunk);
         }
         self.rd.read_buf(&mut self.rbuf).await
     }
@@ -135,14 +141,24 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = &broker.config.limits;
+    // Past max_handshakes, the socket is closed at once (dropped): a flood of idle sockets
+    // cannot hold more than that many buffers and handshake timers.
+    let Some(handshaking) = broker.admission.begin_handshake(limits.max_handshakes) else {
+        return;
+    };
     let (rd, wr) = tokio::io::split(stream);
     let mut io = Io {
         rd: Box::new(rd),
         wr: Some(Box::new(wr)),
-        rbuf: BytesMut::with_capacity(64 * 1024),
+        rbuf: BytesMut::with_capacity(HANDSHAKE_CHUNK),
+        chunk: HANDSHAKE_CHUNK,
     };
-    let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
-    let neg = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await {
+    // One deadline for the whole handshake, however the peer paces its bytes (slowloris).
+    let timeout = Duration::from_secs(limits.handshake_timeout.max(1));
+    let result = tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await;
+    drop(handshaking);
+    let neg = match result {
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeEnd::Close(e))) => {
             tracing::warn!(%peer, code = e.code, "handshake failed: {}", e.text);
@@ -151,11 +167,22 @@ pub async fn serve<S>(
             let _ = tokio::time::timeout(Duration::from_millis(500), io.fill()).await;
             return;
         }
-        Ok(Err(HandshakeEnd::Dropped)) | Err(_) => return,
+        Ok(Err(HandshakeEnd::Dropped)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "handshake not completed within {}s: connection dropped", timeout.as_secs());
+            return;
+        }
     };
+    // Held until the connection ends: counts it against limits.max_connections.
+    let _open = neg.open_slot;
+    io.chunk = 64 * 1024;
     let Some(wr) = io.wr.take() else { return };
     let out = Arc::new(OutBuf::default());
-    let writer = tokio::spawn(writer::run(out.clone(), wr));
+    let stall = match broker.config.limits.write_stall_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let writer = tokio::spawn(writer::run(out.clone(), wr, stall));
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut conn = Conn {
         id: broker.next_id(),
@@ -218,12 +245,20 @@ impl Conn {
         loop {
             self.end_batch();
             if self.done || self.out.failed() {
+                if self.out.stalled() {
+                    let secs = self.broker.config.limits.write_stall_timeout;
+                    tracing::warn!(peer = %self.peer, user = %self.user.name, "client stopped reading: no write progress for {secs}s, closing the connection");
+                    return format!("client stopped reading (no write progress for {secs}s)");
+                }
                 return "closed".into();
             }
-            let backlogged = self.out.queued() > writer::HIGH_WATER;
+            let queued = self.out.queued();
+            let backlogged = queued > writer::HIGH_WATER;
+            // Output this large: stop reading until the peer takes some (see writer::READ_PAUSE).
+            let out_full = queued > writer::READ_PAUSE;
             let flow = self.flow_wait.clone();
             tokio::select! {
-                r = io.fill(), if flow.is_none() => match r {
+                r = io.fill(), if flow.is_none() && !out_full => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(_) => {
@@ -234,13 +269,23 @@ impl Conn {
                 Some(ev) = events.recv(), if !backlogged => {
                     self.handle_event(ev);
                     for _ in 0..255 {
+                        // Large bodies: hand what is encoded to the writer first.
+                        if self.wbuf.len() > writer::HIGH_WATER {
+                            break;
+                        }
                         match events.try_recv() {
                             Ok(ev) => self.handle_event(ev),
                             Err(_) => break,
                         }
                     }
                 }
-                _ = self.out.drained.notified(), if backlogged => {}
+                _ = self.out.drained.notified(), if backlogged => {
+                    // Frames left unhandled while the output was full.
+                    if !io.rbuf.is_empty() {
+                        self.process_frames(&mut io.rbuf);
+                    }
+                }
+                _ = self.out.dead.notified() => {}
                 _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
                     self.flow_wait = None;
                 }
