@@ -67,8 +67,7 @@ struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
 
-    /// Port of the HTTP stats/management endpoint (served from a later release; accepted now);
-    /// 0 picks a free port. [env: WARREN_HTTP_PORT] [config: http_port] [default: 15672]
+    /// Port of the HTTP management API, Prometheus metrics and dashboard; 0 picks a free port. [env: WARREN_HTTP_PORT] [config: http.port] [default: 15672]
     #[arg(long, value_name = "PORT")]
     http_port: Option<u16>,
 
@@ -94,7 +93,7 @@ impl ServeArgs {
             cfg.port = v;
         }
         if let Some(v) = self.http_port {
-            cfg.http_port = v;
+            cfg.http.port = v;
         }
         if let Some(v) = &self.data_dir {
             cfg.data_dir = v.clone();
@@ -320,7 +319,7 @@ mod tests {
         let mut cfg = Config::default();
         args.apply(&mut cfg);
         assert_eq!(cfg.port, 0);
-        assert_eq!(cfg.http_port, 0);
+        assert_eq!(cfg.http.port, 0);
         assert_eq!(cfg.bind, "127.0.0.1");
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/w"));
         assert_eq!(cfg.log_level, "debug");
