@@ -236,9 +236,7 @@ pub async fn bindings_destination(
     let e = find(&v, &name)?;
     let list: Vec<Value> = super::bindings::all(&v)
         .into_iter()
-        .filter(|b| {
-            b["destination_type"] == "exchange" && b["destination"] == *e.name
-        })
+        .filter(|b| b["destination_type"] == "exchange" && b["destination"] == *e.name)
         .collect();
     Ok(Json(list).into_response())
 }
