@@ -257,10 +257,14 @@ pub async fn post_all(
         let name = req_text(v, "name", "vhost")?;
         let meta = v.get("metadata").cloned().unwrap_or(Value::Null);
         let description = text(v, "description")?
+            .filter(|d| !d.is_empty())
             .or(meta.get("description").and_then(|d| d.as_str()))
             .unwrap_or("")
             .to_string();
-        let tags = json::tags(v.get("tags").filter(|t| !t.is_null()).or(meta.get("tags")))?;
+        let mut tags = json::tags(v.get("tags"))?;
+        if tags.is_empty() {
+            tags = json::tags(meta.get("tags"))?;
+        }
         let def = VhostDef {
             name: name.to_string(),
             description,
