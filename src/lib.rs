@@ -6,6 +6,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod ctl;
 pub mod error;
 pub mod http;
 pub mod protocol;

@@ -47,6 +47,9 @@ enum Command {
         /// The password to hash; read from stdin when omitted.
         password: Option<String>,
     },
+    /// Operate a running broker through its HTTP management API: list queues, exchanges,
+    /// connections...; purge and delete; close connections; export and import definitions.
+    Ctl(warren::ctl::CtlArgs),
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::HashPassword { password }) => hash_password(password),
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Ctl(args)) => warren::ctl::run(args),
         None => serve(&cli.serve),
     }
 }
