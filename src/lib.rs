@@ -12,6 +12,7 @@ pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{start, ServerHandle};

@@ -1,6 +1,6 @@
-//! The TCP listeners: accepts AMQP sockets and spawns a connection task for each, serves the HTTP
-//! API (see `http`), and on shutdown tells every connection to close (320) and waits for them to
-//! finish their writes.
+//! The TCP listeners: AMQP (and AMQP over TLS when configured), each accepted socket served by a
+//! connection task; the HTTP API (see `http`). On shutdown every connection is told to close
+//! (320) and given time to finish its writes.
 
 use crate::auth::Users;
 use crate::broker::Broker;
@@ -9,13 +9,15 @@ use crate::connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// A running broker.
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     prometheus_addr: Option<SocketAddr>,
     http_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -28,6 +30,11 @@ impl ServerHandle {
     /// The AMQP listener's address (with the real port when 0 was asked for).
     pub fn amqp_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address, when `[tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The HTTP listener's address (management API, metrics, dashboard); None when disabled.
@@ -60,6 +67,20 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let listener = TcpListener::bind((config.bind.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
+    let tls = if config.tls.enabled() {
+        let acceptor = config
+            .tls
+            .acceptor()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let l = TcpListener::bind((config.bind.as_str(), config.tls.port)).await?;
+        Some((l, acceptor))
+    } else {
+        None
+    };
+    let tls_addr = match &tls {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
     let http_bind = config
         .http
         .bind
@@ -102,9 +123,10 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         }
         None => None,
     };
-    let task = tokio::spawn(accept_loop(listener, broker.clone(), rx));
+    let task = tokio::spawn(accept_loop(listener, tls, broker.clone(), rx));
     Ok(ServerHandle {
         addr,
+        tls_addr,
         http_addr,
         prometheus_addr,
         http_tasks,
@@ -114,14 +136,39 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     })
 }
 
+/// Accept from a listener that may not exist (no TLS configured: never ready).
+async fn accept_opt(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<(TcpListener, TlsAcceptor)>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(l), Some(a)),
+        None => (None, None),
+    };
     loop {
         tokio::select! {
+            r = accept_opt(tls_listener.as_ref()) => match (r, &acceptor) {
+                (Ok((sock, peer)), Some(acceptor)) => {
+                    let _ = sock.set_nodelay(true);
+                    let local = sock.local_addr().unwrap_or(peer);
+                    conns.spawn(serve_tls(sock, peer, local, acceptor.clone(), broker.clone(), shutdown.clone()));
+                }
+                (Ok(_), None) => {}
+                (Err(e), _) => {
+                    tracing::error!("accept failed (tls): {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
@@ -139,6 +186,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    drop(tls_listener);
     // Connections saw the same signal: give them time to send close and flush.
     let wait = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), wait)
@@ -147,4 +195,29 @@ async fn accept_loop(
     {
         conns.abort_all();
     }
+}
+
+/// The TLS handshake (within the AMQP handshake timeout), then the connection as usual.
+async fn serve_tls(
+    sock: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    acceptor: TlsAcceptor,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let limit = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
+    let stream = match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert_user = crate::tls::peer_common_name(stream.get_ref().1.peer_certificates());
+    connection::serve_as(stream, peer, local, cert_user, broker, shutdown).await;
 }

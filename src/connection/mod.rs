@@ -123,6 +123,8 @@ pub struct Conn {
     desynced: bool,
     /// Set when the connection should end now.
     done: bool,
+    /// A queue this connection published into is congested: stop reading until it drains.
+    flow_wait: Option<Arc<Queue>>,
     /// This connection in the broker's registry (counters, channels, consumers).
     pub(crate) info: Arc<ConnectionInfo>,
     /// A publish arrived while a resource alarm was on: block at the end of this batch.
@@ -139,6 +141,21 @@ pub async fn serve<S>(
     peer: SocketAddr,
     local: SocketAddr,
     broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_as(stream, peer, local, None, broker, shutdown).await;
+}
+
+/// Serve one accepted stream; `cert_user` is the user a verified TLS client certificate names,
+/// which the EXTERNAL mechanism logs in as.
+pub async fn serve_as<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    cert_user: Option<String>,
+    broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -150,7 +167,12 @@ pub async fn serve<S>(
         rbuf: BytesMut::with_capacity(64 * 1024),
     };
     let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
-    let neg = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await {
+    let neg = match tokio::time::timeout(
+        timeout,
+        handshake::run(&mut io, &broker, peer, cert_user.as_deref()),
+    )
+    .await
+    {
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeEnd::Close(e))) => {
             tracing::warn!(%peer, code = e.code, "handshake failed: {}", e.text);
@@ -204,6 +226,7 @@ pub async fn serve<S>(
         closing: false,
         desynced: false,
         done: false,
+        flow_wait: None,
         info,
         block_pending: false,
         blocked: false,
@@ -257,8 +280,9 @@ impl Conn {
                 self.block();
             }
             let backlogged = self.out.queued() > writer::HIGH_WATER;
+            let flow = self.flow_wait.clone();
             tokio::select! {
-                r = io.fill(), if !self.blocked => match r {
+                r = io.fill(), if flow.is_none() && !self.blocked => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(n) => {
@@ -287,6 +311,9 @@ impl Conn {
                     }
                 }
                 _ = self.out.drained.notified(), if backlogged => {}
+                _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
+                    self.flow_wait = None;
+                }
                 _ = tick.tick() => {
                     if let Some(d) = close_deadline {
                         if Instant::now() >= d {

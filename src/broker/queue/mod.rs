@@ -4,6 +4,7 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod flow;
 pub mod log;
 pub mod paging;
 
@@ -60,6 +61,8 @@ pub struct Queue {
     spill: OnceLock<Arc<QueueLog>>,
     /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
     pub stream: Option<Arc<StreamQueue>>,
+    /// Publisher flow control (classic queues).
+    pub flow: flow::Flow,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -91,6 +94,7 @@ impl Queue {
             persist: None,
             spill: OnceLock::new(),
             stream: None,
+            flow: flow::Flow::default(),
         }
     }
 
@@ -197,6 +201,7 @@ impl Queue {
             st.push(msg, loc);
         }
         st.dispatch(self);
+        st.check_high(self);
         drop(st);
         self.stats.inc(Stat::Publish);
         Ok(ticket)
@@ -225,6 +230,7 @@ impl Queue {
             }
         }
         let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
+        st.check_low(self, 1);
         drop(st);
         self.stats
             .inc(if no_ack { Stat::GetNoAck } else { Stat::Get });
@@ -281,6 +287,7 @@ impl Queue {
         if st.cursor >= st.consumers.len() {
             st.cursor = 0;
         }
+        st.check_low(self, 0);
         before != st.consumers.len() && self.options.auto_delete && st.consumers.is_empty()
     }
 
@@ -388,7 +395,9 @@ impl Queue {
         } else if let Some(spill) = self.spill.get() {
             spill.clear();
         }
-        st.purge()
+        let n = st.purge();
+        st.check_low(self, 0);
+        n
     }
 
     /// Ready messages (what declare-ok reports).
@@ -456,6 +465,7 @@ impl Queue {
         if let Some(spill) = self.spill.get() {
             spill.destroy();
         }
+        self.flow.release();
         let cancelled = st
             .consumers
             .drain(..)
