@@ -6,10 +6,13 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod ctl;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{start, ServerHandle};

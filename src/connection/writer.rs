@@ -114,7 +114,12 @@ async fn write_all<W: AsyncWrite + Unpin>(
 }
 
 /// Run the writer until the buffer is closed and empty, or a write fails or stalls for `stall`.
-pub async fn run<W: AsyncWrite + Unpin>(out: Arc<OutBuf>, mut w: W, stall: Option<Duration>) {
+pub async fn run<W: AsyncWrite + Unpin>(
+    out: Arc<OutBuf>,
+    mut w: W,
+    info: Arc<crate::broker::registry::ConnectionInfo>,
+    stall: Option<Duration>,
+) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
     loop {
         {
@@ -141,6 +146,8 @@ pub async fn run<W: AsyncWrite + Unpin>(out: Arc<OutBuf>, mut w: W, stall: Optio
         spare.clear();
         out.queued.fetch_sub(n, Ordering::Relaxed);
         out.written.fetch_add(n as u64, Ordering::Relaxed);
+        info.send_oct.fetch_add(n as u64, Ordering::Relaxed);
+        info.send_cnt.fetch_add(1, Ordering::Relaxed);
         out.drained.notify_one();
     }
     let _ = w.flush().await;
