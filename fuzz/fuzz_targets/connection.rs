@@ -58,9 +58,11 @@ fuzz_target!(|data: &[u8]| {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let peer = "127.0.0.1:40000".parse().expect("addr");
+        let local = "127.0.0.1:5672".parse().expect("addr");
         let conn = tokio::spawn(warren::connection::serve(
             server,
             peer,
+            local,
             broker.clone(),
             shutdown_rx,
         ));
