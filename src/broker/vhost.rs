@@ -367,6 +367,10 @@ impl VHost {
         } else {
             Arc::from(name)
         };
+        crate::broker::queue::consumer_opts::check_queue_args(
+            &opts.arguments,
+            &format!("queue '{name}' in vhost '{}'", self.name),
+        )?;
         if is_stream(&opts.arguments) {
             let q = self.new_stream(&name, opts)?;
             self.queues.insert(name, q.clone());

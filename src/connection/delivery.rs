@@ -4,6 +4,7 @@
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::Conn;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
+use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::stream::StreamConsumerSpec;
 use crate::broker::vhost::generate_name;
 use crate::error::{AmqpError, AmqpResult};
@@ -30,6 +31,11 @@ impl Conn {
             )));
         }
         let prefetch = ch.prefetch;
+        let cargs = if q.stream.is_none() {
+            consumer_args(&c.arguments, &q.describe())?
+        } else {
+            ConsumerArgs::default()
+        };
         ch.consumers.insert(
             id,
             ChannelConsumer {
@@ -67,6 +73,7 @@ impl Conn {
                 no_ack: c.no_ack,
                 exclusive: c.exclusive,
                 prefetch,
+                priority: cargs.priority,
             }),
         };
         if let Err(e) = added {
@@ -90,6 +97,9 @@ impl Conn {
             if let Some(cc) = ch.consumers.remove(&id) {
                 if cc.queue.remove_consumer(id) {
                     self.vhost.drop_queue(&cc.queue);
+                } else if cc.queue.single_active() {
+                    // The next registered consumer is the active one now.
+                    cc.queue.dispatch_now();
                 }
             }
         }
@@ -280,12 +290,20 @@ impl Conn {
 
     /// A channel ends: cancel its consumers, give back its unacked messages.
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
+        let mut single_active = Vec::new();
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {
                 self.vhost.drop_queue(&c.queue);
+            } else if c.queue.single_active() {
+                single_active.push(c.queue);
             }
         }
         let items: Vec<Unacked> = ch.unacked.drain(..).collect();
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        // A single-active-consumer queue fails over only now, so that the next consumer gets
+        // the unacked messages just requeued before anything newer.
+        for q in single_active {
+            q.dispatch_now();
+        }
     }
 }

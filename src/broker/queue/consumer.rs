@@ -55,6 +55,8 @@ pub struct ConsumerEntry {
     pub outstanding: u32,
     /// Limit on `outstanding`; 0 = none (manual ack without prefetch).
     pub limit: u32,
+    /// `x-priority`: consumers with a higher one get messages first.
+    pub priority: i32,
 }
 
 impl ConsumerEntry {
@@ -73,6 +75,8 @@ pub struct ConsumerSpec {
     pub no_ack: bool,
     pub exclusive: bool,
     pub prefetch: u16,
+    /// `x-priority` (0 when absent).
+    pub priority: i32,
 }
 
 impl From<ConsumerSpec> for ConsumerEntry {
@@ -91,6 +95,7 @@ impl From<ConsumerSpec> for ConsumerEntry {
             } else {
                 u32::from(s.prefetch)
             },
+            priority: s.priority,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod consumer_opts;
 pub mod log;
 pub mod paging;
 
@@ -81,12 +82,14 @@ impl Queue {
         options: QueueOptions,
         owner: Option<u64>,
     ) -> Queue {
+        let mut state = ClassicState::default();
+        state.single_active = consumer_opts::single_active(&options.arguments);
         Queue {
             name,
             vhost,
             options,
             owner,
-            state: Mutex::new(ClassicState::default()),
+            state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             counters: QueueCounters::default(),
             log: None,
@@ -236,14 +239,17 @@ impl Queue {
         if self.is_deleted() {
             return Err(AmqpError::not_found(format!("no {}", self.describe())));
         }
-        if st.consumers.iter().any(|c| c.exclusive) || (spec.exclusive && !st.consumers.is_empty())
+        // As RabbitMQ: an exclusive consumer is refused on a single-active-consumer queue even
+        // when it has no consumer.
+        if st.consumers.iter().any(|c| c.exclusive)
+            || (spec.exclusive && (!st.consumers.is_empty() || st.single_active))
         {
             return Err(AmqpError::access_refused(format!(
                 "{} in exclusive use",
                 self.describe()
             )));
         }
-        st.consumers.push(ConsumerEntry::from(spec));
+        st.add_consumer(ConsumerEntry::from(spec));
         st.had_consumer = true;
         st.dispatch(self);
         Ok(())
@@ -272,12 +278,25 @@ impl Queue {
             return false;
         }
         let mut st = self.state.lock();
-        let before = st.consumers.len();
-        st.consumers.retain(|c| c.id != consumer_id);
-        if st.cursor >= st.consumers.len() {
-            st.cursor = 0;
+        let removed = st.remove_consumer(consumer_id).is_some();
+        removed && self.options.auto_delete && st.consumers.is_empty()
+    }
+
+    /// `x-single-active-consumer` is on: after a consumer goes, `dispatch_now` hands the
+    /// backlog to the next one (once the gone consumer's unacked messages are back in place).
+    pub fn single_active(&self) -> bool {
+        self.stream.is_none() && consumer_opts::single_active(&self.options.arguments)
+    }
+
+    /// Hand ready messages to consumers with credit now.
+    pub fn dispatch_now(self: &Arc<Self>) {
+        if self.stream.is_some() {
+            return;
         }
-        before != st.consumers.len() && self.options.auto_delete && st.consumers.is_empty()
+        let mut st = self.state.lock();
+        if !st.ready.is_empty() || !st.paged.is_empty() {
+            st.dispatch(self);
+        }
     }
 
     /// Settle `n` deliveries: acked (manual ack) or written to the socket (no-ack). Returns credit
