@@ -83,6 +83,25 @@ pub struct Config {
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
     pub store: StoreConfig,
+    pub consumer: ConsumerConfig,
+}
+
+/// Consumers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Delivery acknowledgement timeout, ms (RabbitMQ's `consumer_timeout`, 30 min): a channel
+    /// holding a delivery unacked longer is closed with 406 and its unacked messages requeued.
+    /// 0 turns it off. `x-consumer-timeout` (queue or consumer argument) overrides it.
+    pub timeout_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            timeout_ms: 30 * 60 * 1000,
+        }
+    }
 }
 
 /// The message store.
@@ -170,6 +189,7 @@ impl Default for Config {
             vhosts: vec!["/".into()],
             guest_loopback_only: true,
             store: StoreConfig::default(),
+            consumer: ConsumerConfig::default(),
         }
     }
 }
@@ -464,6 +484,7 @@ mod tests {
         assert_eq!(c.limits.max_message_size, 16 * 1024 * 1024);
         assert_eq!(c.vhosts, vec!["/".to_string()]);
         assert!(c.guest_loopback_only);
+        assert_eq!(c.consumer.timeout_ms, 1_800_000);
         Config::for_tests("/tmp/x").validate().unwrap();
     }
 
@@ -486,6 +507,7 @@ mod tests {
         assert_eq!(c.limits.handshake_timeout, d.limits.handshake_timeout);
         assert_eq!(c.vhosts, d.vhosts);
         assert_eq!(c.guest_loopback_only, d.guest_loopback_only);
+        assert_eq!(c.consumer.timeout_ms, d.consumer.timeout_ms);
         let users = crate::auth::Users::from_config(&c).unwrap();
         let guest = users
             .authenticate("guest", b"guest")

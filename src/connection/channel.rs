@@ -45,6 +45,10 @@ pub struct Unacked {
     /// None for basic.get.
     pub consumer: Option<u64>,
     pub message: QueuedMessage,
+    /// When it was delivered (the connection's clock, ms) and how long it may stay unacked
+    /// (0 = no limit): the consumer timeout.
+    pub delivered_ms: u64,
+    pub timeout_ms: u64,
 }
 
 /// A consumer as its channel knows it.
@@ -53,6 +57,8 @@ pub struct ChannelConsumer {
     pub tag: Arc<str>,
     pub queue: Arc<Queue>,
     pub no_ack: bool,
+    /// Delivery acknowledgement timeout for its deliveries, ms (0 = none).
+    pub timeout_ms: u64,
 }
 
 /// One open channel.

@@ -24,6 +24,12 @@ impl Conn {
         };
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
+        let cargs = if q.stream.is_none() {
+            consumer_args(&c.arguments, &q.describe())?
+        } else {
+            ConsumerArgs::default()
+        };
+        let timeout_ms = self.consumer_timeout(cargs.timeout_ms, &q);
         let ch = self.ch(chan)?;
         if ch.find_consumer_tag(&tag).is_some() {
             return Err(AmqpError::not_allowed(format!(
@@ -31,17 +37,13 @@ impl Conn {
             )));
         }
         let prefetch = ch.prefetch;
-        let cargs = if q.stream.is_none() {
-            consumer_args(&c.arguments, &q.describe())?
-        } else {
-            ConsumerArgs::default()
-        };
         ch.consumers.insert(
             id,
             ChannelConsumer {
                 tag: tag.clone(),
                 queue: q.clone(),
                 no_ack: c.no_ack,
+                timeout_ms,
             },
         );
         let added = match &q.stream {
@@ -121,6 +123,8 @@ impl Conn {
             )));
         }
         let frame_max = self.frame_max;
+        let timeout_ms = self.consumer_timeout(None, &q);
+        let now_ms = self.now_ms;
         self.ch(chan)?;
         let Some((m, left)) = q.get(g.no_ack) else {
             self.send(
@@ -147,12 +151,18 @@ impl Conn {
         hot::encode_content_header(w, chan, m.msg.body.len() as u64, &m.msg.properties);
         hot::encode_body(w, chan, &m.msg.body, frame_max);
         if !g.no_ack {
+            let first = ch.unacked.is_empty();
             ch.unacked.push_back(Unacked {
                 tag,
                 queue: q,
                 consumer: None,
                 message: m,
+                delivered_ms: now_ms,
+                timeout_ms,
             });
+            if first {
+                self.arm_timeout(timeout_ms);
+            }
         }
         Ok(())
     }
@@ -255,7 +265,7 @@ impl Conn {
             d.queue.clone().give_back(d);
             return;
         };
-        let no_ack = c.no_ack;
+        let (no_ack, timeout_ms) = (c.no_ack, c.timeout_ms);
         let tag = *next_tag;
         *next_tag += 1;
         let m = &d.message;
@@ -279,12 +289,18 @@ impl Conn {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
             self.settles.written(&d.queue, d.consumer_id, &d.message);
         } else {
+            let first = unacked.is_empty();
             unacked.push_back(Unacked {
                 tag,
                 queue: d.queue,
                 consumer: Some(d.consumer_id),
                 message: d.message,
+                delivered_ms: self.now_ms,
+                timeout_ms,
             });
+            if first {
+                self.arm_timeout(timeout_ms);
+            }
         }
     }
 

@@ -7,6 +7,7 @@ mod delivery;
 mod dispatch;
 mod handshake;
 mod publish;
+mod timeout;
 pub mod writer;
 
 use crate::auth::User;
@@ -122,6 +123,12 @@ pub struct Conn {
     desynced: bool,
     /// Set when the connection should end now.
     done: bool,
+    /// The connection's clock: `now_ms` is `clock.elapsed()`, read once per batch.
+    clock: Instant,
+    now_ms: u64,
+    /// When the consumer-timeout timer must next look at the channels (ms on `clock`;
+    /// `timeout::NEVER` when no delivery with a timeout is unacked).
+    next_timeout_check: u64,
 }
 
 /// Serve one accepted socket until it closes.
@@ -175,6 +182,9 @@ pub async fn serve<S>(
         closing: false,
         desynced: false,
         done: false,
+        clock: Instant::now(),
+        now_ms: 0,
+        next_timeout_check: timeout::NEVER,
     };
     tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %neg.client_name, "connection opened");
     let reason = conn
@@ -208,6 +218,9 @@ impl Conn {
         let mut last_read = Instant::now();
         let mut last_written = 0u64;
         let mut close_deadline: Option<Instant> = None;
+        // The consumer-timeout timer, reset only when its deadline moves.
+        let mut timeout_timer = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+        let mut timer_set_for = timeout::NEVER;
         // Any frames that arrived together with the handshake's last frame.
         if !io.rbuf.is_empty() {
             self.process_frames(&mut io.rbuf);
@@ -218,16 +231,25 @@ impl Conn {
                 return "closed".into();
             }
             let backlogged = self.out.queued() > writer::HIGH_WATER;
+            if self.next_timeout_check != timer_set_for {
+                timer_set_for = self.next_timeout_check;
+                if timer_set_for != timeout::NEVER {
+                    let at = self.clock + Duration::from_millis(timer_set_for);
+                    timeout_timer.as_mut().reset(at.into());
+                }
+            }
             tokio::select! {
                 r = io.fill() => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(_) => {
                         last_read = Instant::now();
+                        self.touch_clock();
                         self.process_frames(&mut io.rbuf);
                     }
                 },
                 Some(ev) = events.recv(), if !backlogged => {
+                    self.touch_clock();
                     self.handle_event(ev);
                     for _ in 0..255 {
                         match events.try_recv() {
@@ -237,6 +259,11 @@ impl Conn {
                     }
                 }
                 _ = self.out.drained.notified(), if backlogged => {}
+                _ = timeout_timer.as_mut(), if timer_set_for != timeout::NEVER && !self.closing => {
+                    timer_set_for = timeout::NEVER;
+                    self.touch_clock();
+                    self.check_consumer_timeouts();
+                }
                 _ = tick.tick() => {
                     if let Some(d) = close_deadline {
                         if Instant::now() >= d {

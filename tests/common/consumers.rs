@@ -72,3 +72,31 @@ pub fn close_text(e: &lapin::Error) -> String {
         _ => String::new(),
     }
 }
+
+/// A connection's stream of lapin events (errors included).
+pub type Events = std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send>>;
+
+pub fn events(c: &lapin::Connection) -> Events {
+    Box::pin(c.events_listener())
+}
+
+/// The next channel or connection close lapin reports: (reply code, reply text).
+pub async fn next_close(events: &mut Events, secs: u64) -> (u16, String) {
+    use futures_lite::StreamExt;
+    within(secs, async {
+        loop {
+            match events.next().await {
+                Some(lapin::Event::Error(e)) => {
+                    let code = match e.kind() {
+                        lapin::ErrorKind::ProtocolError(a) => a.get_id(),
+                        _ => 0,
+                    };
+                    return (code, close_text(&e));
+                }
+                Some(_) => continue,
+                None => panic!("lapin's event stream ended without an error"),
+            }
+        }
+    })
+    .await
+}

@@ -282,6 +282,16 @@ impl Queue {
         removed && self.options.auto_delete && st.consumers.is_empty()
     }
 
+    /// The queue's delivery acknowledgement timeout (`x-consumer-timeout`, or the
+    /// `consumer-timeout` policy key), ms; None: the broker default applies.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        self.options
+            .arguments
+            .inner()
+            .get("x-consumer-timeout")
+            .and_then(consumer_opts::timeout_ms)
+    }
+
     /// `x-single-active-consumer` is on: after a consumer goes, `dispatch_now` hands the
     /// backlog to the next one (once the gone consumer's unacked messages are back in place).
     pub fn single_active(&self) -> bool {
