@@ -1,10 +1,12 @@
 //! The broker domain: vhosts, exchanges, bindings, queues and messages. It never sees sockets or
 //! frames; connections call into it.
 
+pub mod direct_reply;
 pub mod exchange;
 pub mod message;
 pub mod persist;
 pub mod queue;
+pub mod sender_selected;
 pub mod stream;
 pub mod vhost;
 
@@ -23,6 +25,8 @@ pub struct Broker {
     pub users: Users,
     vhosts: DashMap<String, Arc<VHost>>,
     next_id: AtomicU64,
+    /// Direct reply-to consumers, by token.
+    pub direct_reply: direct_reply::DirectReply,
 }
 
 impl Broker {
@@ -50,6 +54,7 @@ impl Broker {
             users,
             vhosts,
             next_id: AtomicU64::new(1),
+            direct_reply: direct_reply::DirectReply::default(),
         })
     }
 

@@ -61,6 +61,15 @@ pub struct ChannelConsumer {
     pub timeout_ms: u64,
 }
 
+/// The channel's direct reply-to consumer (`amq.rabbitmq.reply-to`).
+#[derive(Debug)]
+pub struct ReplyConsumer {
+    pub tag: Arc<str>,
+    pub id: u64,
+    /// Names the channel in rewritten `reply_to`s: `amq.rabbitmq.reply-to.<token>`.
+    pub token: Box<str>,
+}
+
 /// One open channel.
 #[derive(Debug, Default)]
 pub struct Channel {
@@ -86,6 +95,8 @@ pub struct Channel {
     pub epoch: u64,
     /// The exchange last published to, to skip the map lookup for a run of publishes.
     pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
+    /// The direct reply-to consumer, if one was set up on this channel.
+    pub reply: Option<Box<ReplyConsumer>>,
 }
 
 impl Channel {
@@ -100,6 +111,11 @@ impl Channel {
         let t = self.next_tag;
         self.next_tag += 1;
         t
+    }
+
+    /// Is `tag` taken by a consumer of this channel (the reply consumer included)?
+    pub fn tag_in_use(&self, tag: &str) -> bool {
+        self.find_consumer_tag(tag).is_some() || self.reply.as_ref().is_some_and(|r| &*r.tag == tag)
     }
 
     pub fn find_consumer_tag(&self, tag: &str) -> Option<u64> {

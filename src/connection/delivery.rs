@@ -3,6 +3,7 @@
 
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::Conn;
+use crate::broker::direct_reply::PSEUDO_QUEUE;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::stream::StreamConsumerSpec;
@@ -16,6 +17,9 @@ use std::sync::Arc;
 
 impl Conn {
     pub(super) fn on_consume(&mut self, chan: u16, c: basic::Consume) -> AmqpResult<()> {
+        if c.queue.as_str() == PSEUDO_QUEUE {
+            return self.consume_reply_to(chan, c);
+        }
         let q = self.vhost.queue_for(c.queue.as_str(), self.id)?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             Arc::from(generate_name("amq.ctag-").as_str())
@@ -31,7 +35,7 @@ impl Conn {
         };
         let timeout_ms = self.consumer_timeout(cargs.timeout_ms, &q);
         let ch = self.ch(chan)?;
-        if ch.find_consumer_tag(&tag).is_some() {
+        if ch.tag_in_use(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
@@ -94,8 +98,10 @@ impl Conn {
     }
 
     pub(super) fn on_cancel(&mut self, chan: u16, c: basic::Cancel) -> AmqpResult<()> {
+        let reply = self.cancel_reply_to(chan, c.consumer_tag.as_str())?;
         let ch = self.ch(chan)?;
-        if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
+        if reply {
+        } else if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
             if let Some(cc) = ch.consumers.remove(&id) {
                 if cc.queue.remove_consumer(id) {
                     self.vhost.drop_queue(&cc.queue);
@@ -231,6 +237,11 @@ impl Conn {
                     }
                 }
             }
+            ClientEvent::Reply {
+                channel,
+                consumer_id,
+                message,
+            } => self.deliver_reply(channel, consumer_id, message),
             ClientEvent::Close { code, text } => {
                 let e = AmqpError {
                     scope: crate::error::Scope::Connection,
@@ -306,6 +317,7 @@ impl Conn {
 
     /// A channel ends: cancel its consumers, give back its unacked messages.
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
+        self.release_reply_to(ch.reply.take());
         let mut single_active = Vec::new();
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {

@@ -436,6 +436,10 @@ impl Conn {
         let conn = self.id;
         let (nowait, reply) = match m {
             Q::Declare(d) => {
+                if let Some(r) = self.declare_reply_to(d.queue.as_str()) {
+                    // amq.rabbitmq.reply-to(.*): a pseudo-queue, never created.
+                    return self.reply_declare_ok(chan, d.nowait, r?);
+                }
                 let opts = QueueOptions {
                     durable: d.durable,
                     exclusive: d.exclusive,
@@ -482,6 +486,18 @@ impl Conn {
         };
         if !nowait {
             self.send(chan, AMQPClass::Queue(reply));
+        }
+        Ok(())
+    }
+
+    fn reply_declare_ok(
+        &mut self,
+        chan: u16,
+        nowait: bool,
+        ok: queue::DeclareOk,
+    ) -> AmqpResult<()> {
+        if !nowait {
+            self.send(chan, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)));
         }
         Ok(())
     }

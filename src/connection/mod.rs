@@ -4,6 +4,7 @@
 
 mod channel;
 mod delivery;
+mod direct_reply;
 mod dispatch;
 mod handshake;
 mod publish;

@@ -26,6 +26,12 @@ pub enum ClientEvent {
     },
     /// The server cancels a consumer (its queue was deleted).
     Cancel { channel: u16, consumer_id: u64 },
+    /// A direct reply-to reply for the channel's reply consumer (no queue, no ack).
+    Reply {
+        channel: u16,
+        consumer_id: u64,
+        message: crate::broker::message::Message,
+    },
     /// Close the whole connection (admin close, shutdown).
     Close { code: u16, text: String },
 }
