@@ -81,7 +81,8 @@ pub struct Channel {
     pub consumers: HashMap<u64, ChannelConsumer>,
     pub prefetch: u16,
     pub confirm: bool,
-    pub tx: bool,
+    /// `tx.select` was sent: the uncommitted publishes and settlements.
+    pub tx: Option<Box<super::tx::Tx>>,
     /// Sequence number of the last publish in confirm mode.
     pub publish_seq: u64,
     /// Highest sequence number ready to be confirmed and not yet sent.

@@ -2,6 +2,7 @@
 //! deliveries queues push to this connection, and giving messages back when a channel ends.
 
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
+use super::tx::{apply_settle, SettleKind};
 use super::Conn;
 use crate::broker::direct_reply::PSEUDO_QUEUE;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
@@ -186,12 +187,18 @@ impl Conn {
                 a.delivery_tag
             )));
         };
-        if method != BASIC_ACK && a.requeue {
-            let items: Vec<Unacked> = ch.unacked.drain(range).collect();
-            for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
-        } else {
-            ch.unacked.drain(range).for_each(|u| settles.acked(u));
+        let kind = match (method, a.requeue) {
+            (BASIC_ACK, _) => SettleKind::Ack,
+            (_, true) => SettleKind::Requeue,
+            (_, false) => SettleKind::Discard,
+        };
+        if let Some(t) = ch.tx.as_mut() {
+            // Applied at tx.commit; already gone from the unacked list (acking the same tag
+            // twice is a 406, as RabbitMQ).
+            t.settle(kind, ch.unacked.drain(range));
+            return Ok(());
         }
+        apply_settle(settles, kind, ch.unacked.drain(range));
         Ok(())
     }
 
@@ -326,7 +333,12 @@ impl Conn {
                 single_active.push(c.queue);
             }
         }
-        let items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        let mut items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        if let Some(t) = ch.tx.take() {
+            // Settled in a transaction that was never committed: still unacked.
+            items.extend(t.into_unacked());
+            items.sort_by_key(|u| u.tag);
+        }
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
         // A single-active-consumer queue fails over only now, so that the next consumer gets
         // the unacked messages just requeued before anything newer.

@@ -351,7 +351,7 @@ impl Conn {
             C::Basic(m) => self.basic_method(chan, m),
             C::Confirm(confirm::AMQPMethod::Select(s)) => {
                 let ch = self.ch(chan)?;
-                if ch.tx {
+                if ch.tx.is_some() {
                     return Err(AmqpError::precondition_failed(
                         "cannot switch from tx to confirm mode",
                     ));
@@ -365,19 +365,9 @@ impl Conn {
                 }
                 Ok(())
             }
-            C::Tx(tx::AMQPMethod::Select(_)) => {
-                if self.ch(chan)?.confirm {
-                    return Err(AmqpError::precondition_failed(
-                        "cannot switch from confirm to tx mode",
-                    ));
-                }
-                Err(AmqpError::not_implemented(
-                    "transactions are not supported yet",
-                ))
-            }
-            C::Tx(_) => Err(AmqpError::precondition_failed(
-                "channel is not transactional",
-            )),
+            C::Tx(tx::AMQPMethod::Select(_)) => self.on_tx_select(chan),
+            C::Tx(tx::AMQPMethod::Commit(_)) => self.on_tx_commit(chan),
+            C::Tx(tx::AMQPMethod::Rollback(_)) => self.on_tx_rollback(chan),
             _ => Err(AmqpError::command_invalid("method not allowed here")),
         }
     }

@@ -9,6 +9,7 @@ mod dispatch;
 mod handshake;
 mod publish;
 mod timeout;
+mod tx;
 pub mod writer;
 
 use crate::auth::User;

@@ -177,6 +177,11 @@ impl Conn {
         };
         let (confirm, seq, epoch) = {
             let ch = self.ch(chan)?;
+            if let Some(t) = ch.tx.as_mut() {
+                // Routed and stored at tx.commit.
+                t.publish(ex, out);
+                return Ok(());
+            }
             (ch.confirm, ch.publish_seq, ch.epoch)
         };
         let waiter = confirm.then_some((epoch, seq));
@@ -330,6 +335,10 @@ impl Conn {
         };
         if ch.epoch != epoch || ch.closing || self.closing {
             return;
+        }
+        if ch.tx.is_some() {
+            // A transactional channel has no confirms: the sync was for a commit.
+            return self.tx_stored(chan, seq, ok);
         }
         if let Ok(i) = ch.unconfirmed.binary_search_by_key(&seq, |p| p.seq) {
             let p = &mut ch.unconfirmed[i];
