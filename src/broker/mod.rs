@@ -45,6 +45,9 @@ impl Broker {
             .iter()
             .map(|v| Arc::new(VHost::new(v, Some(persist.clone()))))
             .collect();
+        for v in &list {
+            v.bind_self();
+        }
         persist.restore(&list)?;
         for v in list {
             vhosts.insert(v.name.to_string(), v);

@@ -36,6 +36,8 @@ pub struct VHost {
     topology: Mutex<()>,
     /// Where durable definitions and queue logs go (None: nothing is persisted).
     persist: Option<Arc<Persistence>>,
+    /// This vhost, for tasks that route later (delayed exchanges); set by `bind_self`.
+    me: std::sync::OnceLock<std::sync::Weak<VHost>>,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -70,6 +72,7 @@ impl VHost {
             queues: DashMap::new(),
             topology: Mutex::new(()),
             persist,
+            me: std::sync::OnceLock::new(),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -85,6 +88,16 @@ impl VHost {
             );
         }
         v
+    }
+
+    /// Let the vhost hand out references to itself (call once it is in its `Arc`, before
+    /// restoring or declaring delayed exchanges).
+    pub fn bind_self(self: &Arc<Self>) {
+        let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    pub fn weak(&self) -> Option<std::sync::Weak<VHost>> {
+        self.me.get().cloned()
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
@@ -141,6 +154,21 @@ impl VHost {
             )));
         };
         let opts = opts(kind);
+        if kind == ExchangeKind::Delayed {
+            match ExchangeKind::delayed_type(&opts.arguments) {
+                Some(Ok(_)) => {}
+                Some(Err(t)) => {
+                    return Err(AmqpError::command_invalid(format!(
+                        "unknown exchange type '{t}'"
+                    )))
+                }
+                None => {
+                    return Err(AmqpError::precondition_failed(
+                        "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                    ))
+                }
+            }
+        }
         if let Some(e) = self.exchange(name) {
             let o = &e.options;
             let what = "exchange";
@@ -189,6 +217,9 @@ impl VHost {
             p.save_exchange(&self.name, name, &opts)?;
         }
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        if kind == ExchangeKind::Delayed {
+            crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
+        }
         self.exchanges.insert(e.name.clone(), e.clone());
         Ok(e)
     }
@@ -196,6 +227,9 @@ impl VHost {
     /// Put back a durable exchange at start-up.
     pub fn restore_exchange(&self, name: &str, opts: ExchangeOptions) {
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        if e.options.kind == ExchangeKind::Delayed {
+            crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
+        }
         self.exchanges.insert(e.name.clone(), e);
     }
 
@@ -271,6 +305,9 @@ impl VHost {
         }
         self.exchanges.remove(&e.name);
         e.mark_deleted();
+        if let Some(d) = e.delayed() {
+            d.close();
+        }
         let dest = Dest::Exchange(e.clone());
         for other in self.exchanges() {
             if other.unbind_dest(&dest) > 0 {

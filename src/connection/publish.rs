@@ -5,6 +5,7 @@ use super::channel::Content;
 use super::channel::PendingConfirm;
 use super::Conn;
 use crate::broker::direct_reply::reply_token;
+use crate::broker::exchange::delayed;
 use crate::broker::message::Message;
 use crate::broker::persist::ConfirmWaiter;
 use crate::broker::sender_selected;
@@ -217,6 +218,31 @@ impl Conn {
             mandatory,
             cc,
         } = out;
+        if let Some(d) = ex.delayed() {
+            if let Some(delay) = delayed::delay_of(&msg.properties) {
+                // Held until its time (counts as routed: the plugin does not support mandatory).
+                return match d.hold(msg, delay) {
+                    Ok(Some(ticket)) => match waiter {
+                        Some((epoch, seq)) => {
+                            d.sync_then(ConfirmWaiter {
+                                tx: self.events_tx.clone(),
+                                channel: chan,
+                                epoch,
+                                seq,
+                                ticket,
+                            });
+                            (false, 1, false)
+                        }
+                        None => (false, 0, false),
+                    },
+                    Ok(None) => (false, 0, false),
+                    Err(e) => {
+                        tracing::error!(exchange = %ex.name, "could not store a delayed message: {e}");
+                        (false, 0, true)
+                    }
+                };
+            }
+        }
         if ex.is_default() {
             if let Some(token) = reply_token(&msg.routing_key) {
                 // As RabbitMQ: counts as routed whether or not the consumer is still there.
