@@ -5,6 +5,7 @@ pub mod direct_reply;
 pub mod exchange;
 pub mod message;
 pub mod persist;
+pub mod policy;
 pub mod queue;
 pub mod sender_selected;
 pub mod stream;
@@ -49,6 +50,13 @@ impl Broker {
             v.bind_self();
         }
         persist.restore(&list)?;
+        for p in &config.policies {
+            if let Some(v) = list.iter().find(|v| *v.name == *p.vhost) {
+                v.set_config_policy(p.to_def()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
+            }
+        }
         for v in list {
             vhosts.insert(v.name.to_string(), v);
         }

@@ -393,6 +393,14 @@ impl Persistence {
                 );
             }
         }
+        for row in &loaded.policies {
+            if let Some(v) = find(&row.vhost) {
+                v.restore_policy(row.value.clone());
+            }
+        }
+        for v in vhosts {
+            v.reapply_policies();
+        }
         tracing::info!(
             exchanges = loaded.exchanges.len(),
             queues = loaded.queues.len(),

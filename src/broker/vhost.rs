@@ -15,6 +15,9 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
+mod policies;
+pub use policies::PolicyError;
+
 /// Exchanges every vhost starts with.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("", ExchangeKind::Direct),
@@ -38,6 +41,8 @@ pub struct VHost {
     persist: Option<Arc<Persistence>>,
     /// This vhost, for tasks that route later (delayed exchanges); set by `bind_self`.
     me: std::sync::OnceLock<std::sync::Weak<VHost>>,
+    /// Policies (see `policies`); read when a queue or exchange is created or they change.
+    policies: parking_lot::RwLock<Vec<Arc<crate::broker::policy::Policy>>>,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -73,6 +78,7 @@ impl VHost {
             topology: Mutex::new(()),
             persist,
             me: std::sync::OnceLock::new(),
+            policies: parking_lot::RwLock::new(Vec::new()),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -220,6 +226,7 @@ impl VHost {
         if kind == ExchangeKind::Delayed {
             crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
         }
+        self.apply_policy_to_exchange(&e);
         self.exchanges.insert(e.name.clone(), e.clone());
         Ok(e)
     }
@@ -230,6 +237,7 @@ impl VHost {
         if e.options.kind == ExchangeKind::Delayed {
             crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
         }
+        self.apply_policy_to_exchange(&e);
         self.exchanges.insert(e.name.clone(), e);
     }
 
@@ -250,6 +258,7 @@ impl VHost {
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
+        self.apply_policy_to_queue(&q);
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -410,6 +419,7 @@ impl VHost {
         )?;
         if is_stream(&opts.arguments) {
             let q = self.new_stream(&name, opts)?;
+            self.apply_policy_to_queue(&q);
             self.queues.insert(name, q.clone());
             return Ok(declared(&q));
         }
@@ -428,6 +438,7 @@ impl VHost {
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
+        self.apply_policy_to_queue(&q);
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
         Ok(declared(&q))
@@ -470,6 +481,7 @@ impl VHost {
     /// Put back a stream queue at start-up.
     pub fn restore_stream(&self, name: &str, opts: QueueOptions, id: u64, s: Arc<StreamQueue>) {
         let q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_stream(id, s);
+        self.apply_policy_to_queue(&q);
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -706,7 +718,7 @@ impl VHost {
             reached |= out.len() > b;
         }
         if !reached {
-            if let Some(ae) = ex.alternate.as_deref().and_then(|n| self.exchange(n)) {
+            if let Some(ae) = ex.alternate_exchange().and_then(|n| self.exchange(&n)) {
                 self.route_into(&ae, msg, hdrs, out, visited);
             }
         }

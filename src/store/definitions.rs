@@ -14,6 +14,8 @@
 //! - `bindings_by_dest`: (vhost, kind, dest, source, routing key, arguments) → `bindings` key, a
 //!   reverse index so deleting a queue or exchange finds the bindings to it without a full scan
 //! - `vhosts`: name → (); `meta`: schema version and the next queue id.
+//! - `policies`: (vhost, name) → the policy as JSON (its shape is the broker's business; the
+//!   table was added later: opening an older file creates it, the schema version is unchanged).
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +78,14 @@ pub struct BindingDef {
     pub arguments: FieldTable,
 }
 
+/// A stored policy: its key and its JSON document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    pub vhost: String,
+    pub name: String,
+    pub value: serde_json::Value,
+}
+
 /// Everything in the store, read from one snapshot; each list is in key order (shorter names
 /// first, not alphabetical), so callers should not rely on any order.
 #[derive(Debug, Default)]
@@ -84,6 +94,7 @@ pub struct Loaded {
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
     pub vhosts: Vec<String>,
+    pub policies: Vec<PolicyRow>,
 }
 
 /// A failed store operation, naming the database file and the operation; the broker turns it
@@ -121,6 +132,7 @@ const QUEUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bindings");
 const BINDINGS_BY_DEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bindings_by_dest");
 const VHOSTS: TableDefinition<&str, ()> = TableDefinition::new("vhosts");
+const POLICIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("policies");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Bumped when the layout above changes, so an old build refuses a newer file instead of
 /// misreading it.
@@ -289,7 +301,7 @@ impl Definitions {
             {
                 // Opening a table in a write transaction creates it; after this, readers can
                 // open every table without a "does not exist" case.
-                for t in [EXCHANGES, QUEUES, BINDINGS, BINDINGS_BY_DEST] {
+                for t in [EXCHANGES, QUEUES, BINDINGS, BINDINGS_BY_DEST, POLICIES] {
                     txn.open_table(t)?;
                 }
                 txn.open_table(VHOSTS)?;
@@ -398,6 +410,25 @@ impl Definitions {
         })
     }
 
+    /// Stores (or replaces) a policy.
+    pub fn put_policy(&self, p: &PolicyRow) -> Result<(), DefinitionsError> {
+        self.write("put_policy", |txn| {
+            let value = encode("policy", p)?;
+            let mut t = txn.open_table(POLICIES)?;
+            t.insert(name_key(&p.vhost, &p.name).as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a policy (no-op if absent).
+    pub fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), DefinitionsError> {
+        self.write("delete_policy", |txn| {
+            txn.open_table(POLICIES)?
+                .remove(name_key(vhost, name).as_slice())?;
+            Ok(())
+        })
+    }
+
     /// Records a vhost.
     pub fn put_vhost(&self, name: &str) -> Result<(), DefinitionsError> {
         self.write("put_vhost", |txn| {
@@ -432,6 +463,7 @@ impl Definitions {
                 queues: read_all(&txn.open_table(QUEUES)?, "queue")?,
                 bindings: read_all(&txn.open_table(BINDINGS)?, "binding")?,
                 vhosts,
+                policies: read_all(&txn.open_table(POLICIES)?, "policy")?,
             })
         };
         read().map_err(|e| e.context(&self.path, "load"))

@@ -123,6 +123,8 @@ pub struct Exchange {
     route_kind: ExchangeKind,
     /// Held messages of an `x-delayed-message` exchange.
     delayed: std::sync::OnceLock<Arc<delayed::Delayed>>,
+    /// The policy that applies (its `alternate-exchange` is used when the argument is absent).
+    policy: RwLock<Option<Arc<crate::broker::policy::Policy>>>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
     pub published_in: AtomicU64,
@@ -164,6 +166,7 @@ impl Exchange {
             alternate,
             route_kind,
             delayed: std::sync::OnceLock::new(),
+            policy: RwLock::new(None),
             bindings: RwLock::new(Bindings::default()),
             deleted: AtomicBool::new(false),
             published_in: AtomicU64::new(0),
@@ -173,6 +176,30 @@ impl Exchange {
     /// The kind bindings route with (a delayed exchange's underlying type).
     pub fn kind(&self) -> ExchangeKind {
         self.route_kind
+    }
+
+    /// Where unroutable messages go: the `alternate-exchange` argument, else the policy's.
+    pub fn alternate_exchange(&self) -> Option<Arc<str>> {
+        if let Some(a) = &self.alternate {
+            return Some(a.clone());
+        }
+        let p = self.policy.read();
+        match p.as_ref()?.get("alternate-exchange")? {
+            AMQPValue::LongString(s) => {
+                Some(Arc::from(String::from_utf8_lossy(s.as_bytes()).as_ref()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Apply a policy (None: none applies any more).
+    pub fn set_policy(&self, p: Option<Arc<crate::broker::policy::Policy>>) {
+        *self.policy.write() = p;
+    }
+
+    /// The policy that applies, if any.
+    pub fn policy(&self) -> Option<Arc<crate::broker::policy::Policy>> {
+        self.policy.read().clone()
     }
 
     /// The held messages of an `x-delayed-message` exchange.

@@ -11,10 +11,11 @@ pub mod paging;
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::Persistence;
 use crate::broker::persist::{ConfirmWaiter, SyncTicket};
+use crate::broker::policy::Policy;
 use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use classic::ClassicState;
 use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec, Delivery};
 use log::{QueueLog, Restored};
@@ -66,6 +67,10 @@ pub struct Queue {
     spill: OnceLock<Arc<QueueLog>>,
     /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
     pub stream: Option<Arc<StreamQueue>>,
+    /// The policy that applies to this queue (see `effective_arg`), and a counter bumped each
+    /// time it changes, so that settings cached from it can be re-read.
+    policy: parking_lot::RwLock<Option<Arc<Policy>>>,
+    policy_gen: AtomicU64,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -98,6 +103,8 @@ impl Queue {
             persist: None,
             spill: OnceLock::new(),
             stream: None,
+            policy: parking_lot::RwLock::new(None),
+            policy_gen: AtomicU64::new(0),
         }
     }
 
@@ -285,11 +292,48 @@ impl Queue {
     /// The queue's delivery acknowledgement timeout (`x-consumer-timeout`, or the
     /// `consumer-timeout` policy key), ms; None: the broker default applies.
     pub fn consumer_timeout(&self) -> Option<u64> {
-        self.options
-            .arguments
-            .inner()
-            .get("x-consumer-timeout")
+        self.effective_arg("x-consumer-timeout")
+            .as_ref()
             .and_then(consumer_opts::timeout_ms)
+    }
+
+    /// The effective value of an optional argument: the queue's own `key` argument (`x-…`) if
+    /// it was declared with one (arguments win over policies, as RabbitMQ documents), else the
+    /// applying policy's setting of the same name without the `x-` prefix (`x-message-ttl` →
+    /// `message-ttl`). Policy integers come as `LongLongInt`, strings as `LongString`.
+    /// Takes a read lock when the queue has no such argument: read it when a queue is set up or
+    /// its `policy_generation` changed, not per message.
+    pub fn effective_arg(&self, key: &str) -> Option<AMQPValue> {
+        if let Some(v) = self.options.arguments.inner().get(key) {
+            return Some(v.clone());
+        }
+        let setting = key.strip_prefix("x-").unwrap_or(key);
+        self.policy.read().as_ref()?.get(setting)
+    }
+
+    /// The policy that applies to this queue, if any.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.read().clone()
+    }
+
+    /// Bumped whenever the applying policy changes (set, replaced, deleted).
+    pub fn policy_generation(&self) -> u64 {
+        self.policy_gen.load(Relaxed)
+    }
+
+    /// Apply a policy (None: no policy applies any more). Returns whether it changed.
+    pub fn set_policy(&self, p: Option<Arc<Policy>>) -> bool {
+        let mut cur = self.policy.write();
+        let same = match (&*cur, &p) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !same {
+            *cur = p;
+            self.policy_gen.fetch_add(1, Relaxed);
+        }
+        !same
     }
 
     /// `x-single-active-consumer` is on: after a consumer goes, `dispatch_now` hands the
