@@ -12,16 +12,16 @@ use crate::protocol::{properties, props_edit};
 use amq_protocol::types::AMQPValue;
 use bytes::Bytes;
 
-/// The extra routing keys of a message (CC then BCC). Err: RabbitMQ's text for a bad header.
-pub fn extra_keys(props: &[u8]) -> Result<Vec<Bytes>, String> {
-    if !properties::has_headers(props)
-        || !(properties::has_header(props, b"CC") || properties::has_header(props, b"BCC"))
-    {
-        return Ok(Vec::new());
+/// The extra routing keys of a message (CC then BCC), and whether it has a BCC header to remove
+/// before delivery. Err: RabbitMQ's text for a bad header.
+pub fn extra_keys(props: &[u8]) -> Result<(Vec<Bytes>, bool), String> {
+    if !properties::has_headers(props) || !properties::has_any_header(props, &[b"CC", b"BCC"]) {
+        return Ok((Vec::new(), false));
     }
     let Ok(Some(h)) = properties::headers(props) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     };
+    let bcc = h.inner().contains_key("BCC");
     let mut keys = Vec::new();
     for name in ["CC", "BCC"] {
         match h.inner().get(name) {
@@ -41,7 +41,7 @@ pub fn extra_keys(props: &[u8]) -> Result<Vec<Bytes>, String> {
             }
         }
     }
-    Ok(keys)
+    Ok((keys, bcc))
 }
 
 /// The property list without its `BCC` header, if it has one.
@@ -84,7 +84,8 @@ mod tests {
             ("CC", arr(&["a", "b"])),
             ("BCC", arr(&["c"])),
         ]);
-        let keys = extra_keys(&p).expect("keys");
+        let (keys, bcc) = extra_keys(&p).expect("keys");
+        assert!(bcc);
         assert_eq!(
             keys,
             vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]
@@ -97,10 +98,10 @@ mod tests {
 
     #[test]
     fn no_headers_no_keys() {
-        assert!(extra_keys(&[0, 0]).expect("keys").is_empty());
+        assert!(extra_keys(&[0, 0]).expect("keys").0.is_empty());
         assert!(without_bcc(&[0, 0]).is_none());
         let p = with_headers(&[("other", AMQPValue::LongInt(1))]);
-        assert!(extra_keys(&p).expect("keys").is_empty());
+        assert_eq!(extra_keys(&p).expect("keys"), (Vec::new(), false));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::broker::sender_selected;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::frame::RawFrame;
 use crate::protocol::hot::{self, ContentHeader, Publish};
-use crate::protocol::properties;
 use crate::protocol::CLASS_BASIC;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -24,6 +23,8 @@ pub(super) struct Outgoing {
     pub mandatory: bool,
     /// Extra routing keys from the CC and BCC headers.
     pub cc: Vec<Bytes>,
+    /// It has a BCC header, removed before delivery.
+    pub bcc: bool,
 }
 
 impl Conn {
@@ -167,7 +168,7 @@ impl Conn {
             body,
         };
         // CC / BCC headers: extra routing keys (a bad one fails the publish, as RabbitMQ).
-        let cc = sender_selected::extra_keys(&msg.properties)
+        let (cc, bcc) = sender_selected::extra_keys(&msg.properties)
             .map_err(|e| AmqpError::precondition_failed(e).on(60, 40))?;
         ex.published_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -175,6 +176,7 @@ impl Conn {
             msg,
             mandatory: p.mandatory,
             cc,
+            bcc,
         };
         let (confirm, seq, epoch) = {
             let ch = self.ch(chan)?;
@@ -217,6 +219,7 @@ impl Conn {
             mut msg,
             mandatory,
             cc,
+            bcc,
         } = out;
         if let Some(d) = ex.delayed() {
             if let Some(delay) = delayed::delay_of(&msg.properties) {
@@ -267,7 +270,7 @@ impl Conn {
             targets.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
             targets.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
-        if properties::has_headers(&msg.properties) {
+        if bcc {
             // Sender-selected distribution: BCC routing keys are not shown to consumers.
             if let Some(p) = sender_selected::without_bcc(&msg.properties) {
                 msg.properties = p;

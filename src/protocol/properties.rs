@@ -320,6 +320,11 @@ pub fn has_headers(props: &[u8]) -> bool {
 /// Does the headers table have a top-level entry named `key`? Walks the table without
 /// allocating (false for a malformed table: validation reports that elsewhere).
 pub fn has_header(props: &[u8], key: &[u8]) -> bool {
+    has_any_header(props, &[key])
+}
+
+/// Does the headers table have a top-level entry named one of `keys`? One walk, no allocation.
+pub fn has_any_header(props: &[u8], keys: &[&[u8]]) -> bool {
     let Some(mut r) = locate(props, FLAG_HEADERS) else {
         return false;
     };
@@ -327,7 +332,7 @@ pub fn has_header(props: &[u8], key: &[u8]) -> bool {
     let mut t = Cursor::new(body, "headers table");
     while !t.is_empty() {
         let Ok(k) = t.shortstr() else { return false };
-        if body.get(k) == Some(key) {
+        if body.get(k).is_some_and(|k| keys.contains(&k)) {
             return true;
         }
         if skip_value(&mut t, 1).is_err() {

@@ -311,7 +311,7 @@ fn publish_now(v: &VHost, e: &Arc<Exchange>, mut msg: Message) {
     let mut targets = Vec::new();
     let mut seen = Vec::new();
     v.route(e, &msg, &mut targets, &mut seen);
-    if let Ok(cc) = sender_selected::extra_keys(&msg.properties) {
+    if let Ok((cc, _)) = sender_selected::extra_keys(&msg.properties) {
         for key in cc {
             let m = Message {
                 routing_key: key,
