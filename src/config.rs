@@ -87,6 +87,8 @@ pub struct Config {
     /// Policies applied at start (`[[policies]]`), as with `rabbitmqctl set_policy`; they are
     /// not written to the data dir (the file is read again at every start).
     pub policies: Vec<PolicyConfig>,
+    /// AMQP over TLS on a second listener (`[tls]`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// One `[[policies]]` entry.
@@ -228,6 +230,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             consumer: ConsumerConfig::default(),
             policies: Vec::new(),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }

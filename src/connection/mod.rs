@@ -131,12 +131,28 @@ pub struct Conn {
     /// When the consumer-timeout timer must next look at the channels (ms on `clock`;
     /// `timeout::NEVER` when no delivery with a timeout is unacked).
     next_timeout_check: u64,
+    /// A queue this connection published into is congested: stop reading until it drains.
+    flow_wait: Option<Arc<Queue>>,
 }
 
 /// Serve one accepted socket until it closes.
 pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_as(stream, peer, None, broker, shutdown).await;
+}
+
+/// Serve one accepted stream; `cert_user` is the user a verified TLS client certificate names,
+/// which the EXTERNAL mechanism logs in as.
+pub async fn serve_as<S>(
+    stream: S,
+    peer: SocketAddr,
+    cert_user: Option<String>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -149,7 +165,12 @@ pub async fn serve<S>(
         rbuf: BytesMut::with_capacity(64 * 1024),
     };
     let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
-    let neg = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await {
+    let neg = match tokio::time::timeout(
+        timeout,
+        handshake::run(&mut io, &broker, peer, cert_user.as_deref()),
+    )
+    .await
+    {
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeEnd::Close(e))) => {
             tracing::warn!(%peer, code = e.code, "handshake failed: {}", e.text);
@@ -187,6 +208,7 @@ pub async fn serve<S>(
         clock: Instant::now(),
         now_ms: 0,
         next_timeout_check: timeout::NEVER,
+        flow_wait: None,
     };
     tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %neg.client_name, "connection opened");
     let reason = conn
@@ -240,8 +262,9 @@ impl Conn {
                     timeout_timer.as_mut().reset(at.into());
                 }
             }
+            let flow = self.flow_wait.clone();
             tokio::select! {
-                r = io.fill() => match r {
+                r = io.fill(), if flow.is_none() => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(_) => {
@@ -265,6 +288,9 @@ impl Conn {
                     timer_set_for = timeout::NEVER;
                     self.touch_clock();
                     self.check_consumer_timeouts();
+                }
+                _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
+                    self.flow_wait = None;
                 }
                 _ = tick.tick() => {
                     if let Some(d) = close_deadline {

@@ -149,13 +149,17 @@ impl Conn {
         Ok(())
     }
 
-    /// A log sync a commit waited for finished.
-    pub(super) fn tx_stored(&mut self, chan: u16, seq: u64, ok: bool) {
+    /// A log sync that commits `seq..=last` waited for finished.
+    pub(super) fn tx_stored(&mut self, chan: u16, seq: u64, last: u64, ok: bool) {
         let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
             return;
         };
         let Some(t) = ch.tx.as_mut() else { return };
-        if let Some(c) = t.committing.iter_mut().find(|c| c.seq == seq) {
+        for c in t
+            .committing
+            .iter_mut()
+            .filter(|c| (seq..=last).contains(&c.seq))
+        {
             c.waits = c.waits.saturating_sub(1);
             c.failed |= !ok;
         }

@@ -161,22 +161,43 @@ impl ClassicState {
 
     /// Hand ready messages to consumers with credit until one runs out.
     pub fn dispatch(&mut self, queue: &Arc<Queue>) {
-        self.dispatch_round(queue);
+        let n = self.dispatch_round(queue);
         if let Some(log) = &queue.log {
             log.delivered(&self.delivered);
         }
         self.delivered.clear();
+        self.check_low(queue, n);
     }
 
-    fn dispatch_round(&mut self, queue: &Arc<Queue>) {
+    /// Flow control: after an enqueue, is the backlog too long for the consumers?
+    pub fn check_high(&self, queue: &Queue) {
+        let backlog = self.ready.len() + self.paged.len();
+        if backlog > super::flow::LOW_WATER {
+            let bytes = self.ready_bytes + self.paged_bytes;
+            queue.flow.check_high(backlog, bytes, self.consumers.len());
+        }
+    }
+
+    /// Flow control: `n` messages left; release waiting publishers once the backlog is short.
+    pub fn check_low(&self, queue: &Queue, n: u64) {
+        let backlog = self.ready.len() + self.paged.len();
+        let bytes = self.ready_bytes + self.paged_bytes;
+        queue
+            .flow
+            .check_low(n, backlog, bytes, self.consumers.len());
+    }
+
+    /// Returns how many messages went to consumers.
+    fn dispatch_round(&mut self, queue: &Arc<Queue>) -> u64 {
+        let mut n = 0;
         while !self.ready.is_empty() || !self.paged.is_empty() {
             let Some(i) = self.next_consumer() else {
-                return;
+                return n;
             };
             if self.ready.is_empty() {
                 self.page_in(queue, queue.mem_limit);
             }
-            let Some(message) = self.pop() else { return };
+            let Some(message) = self.pop() else { return n };
             let c = &mut self.consumers[i];
             // A first delivery to a manual-ack consumer is recorded, so a restart marks it
             // redelivered. No-ack deliveries are settled in the log only once the connection has
@@ -196,6 +217,7 @@ impl ClassicState {
                         self.delivered.push(seq);
                     }
                     c.outstanding += 1;
+                    n += 1;
                     if !c.no_ack {
                         self.unacked += 1;
                     }
@@ -213,6 +235,7 @@ impl ClassicState {
                 }
             }
         }
+        n
     }
 
     /// Drop every ready message; returns how many there were.

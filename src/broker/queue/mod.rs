@@ -5,6 +5,7 @@
 pub mod classic;
 pub mod consumer;
 pub mod consumer_opts;
+pub mod flow;
 pub mod log;
 pub mod paging;
 
@@ -71,6 +72,8 @@ pub struct Queue {
     /// time it changes, so that settings cached from it can be re-read.
     policy: parking_lot::RwLock<Option<Arc<Policy>>>,
     policy_gen: AtomicU64,
+    /// Publisher flow control (classic queues).
+    pub flow: flow::Flow,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -105,6 +108,7 @@ impl Queue {
             stream: None,
             policy: parking_lot::RwLock::new(None),
             policy_gen: AtomicU64::new(0),
+            flow: flow::Flow::default(),
         }
     }
 
@@ -211,6 +215,7 @@ impl Queue {
             st.push(msg, loc);
         }
         st.dispatch(self);
+        st.check_high(self);
         drop(st);
         self.counters.published.fetch_add(1, Relaxed);
         Ok(ticket)
@@ -235,6 +240,7 @@ impl Queue {
             }
         }
         let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
+        st.check_low(self, 1);
         drop(st);
         self.counters.delivered.fetch_add(1, Relaxed);
         Some((m, left))
@@ -286,6 +292,7 @@ impl Queue {
         }
         let mut st = self.state.lock();
         let removed = st.remove_consumer(consumer_id).is_some();
+        st.check_low(self, 0);
         removed && self.options.auto_delete && st.consumers.is_empty()
     }
 
@@ -458,7 +465,9 @@ impl Queue {
         } else if let Some(spill) = self.spill.get() {
             spill.clear();
         }
-        st.purge()
+        let n = st.purge();
+        st.check_low(self, 0);
+        n
     }
 
     /// Ready messages (what declare-ok reports).
@@ -526,6 +535,7 @@ impl Queue {
         if let Some(spill) = self.spill.get() {
             spill.destroy();
         }
+        self.flow.release();
         let cancelled = st
             .consumers
             .drain(..)
