@@ -8,7 +8,7 @@
 //! the table's keys without allocating.
 
 use crate::broker::queue::consumer_opts::type_name;
-use crate::protocol::{properties, props_edit};
+use crate::protocol::{properties, props_rewrite};
 use amq_protocol::types::AMQPValue;
 use bytes::Bytes;
 
@@ -52,7 +52,7 @@ pub fn without_bcc(props: &[u8]) -> Option<Bytes> {
     let h = properties::headers(props).ok()??;
     let mut map = h.inner().clone();
     map.remove("BCC");
-    props_edit::set_headers(props, map.into()).ok()
+    props_rewrite::set_headers(props, map.into()).ok()
 }
 
 #[cfg(test)]
@@ -66,7 +66,7 @@ mod tests {
         for (k, v) in pairs {
             h.insert((*k).into(), v.clone());
         }
-        props_edit::encode(&BasicProperties::default().with_headers(h)).expect("encode")
+        props_rewrite::encode(&BasicProperties::default().with_headers(h)).expect("encode")
     }
 
     fn arr(items: &[&str]) -> AMQPValue {

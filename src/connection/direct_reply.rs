@@ -9,7 +9,7 @@ use crate::broker::direct_reply::{ReplyTarget, PREFIX, PSEUDO_QUEUE};
 use crate::broker::message::Message;
 use crate::broker::vhost::generate_name;
 use crate::error::{AmqpError, AmqpResult};
-use crate::protocol::{hot, properties, props_edit};
+use crate::protocol::{hot, properties, props_rewrite};
 use amq_protocol::protocol::{basic, queue, AMQPClass};
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
@@ -89,7 +89,7 @@ impl Conn {
             );
         };
         let name = format!("{PREFIX}{}", r.token);
-        props_edit::set_reply_to(&props, &name)
+        props_rewrite::set_reply_to(&props, &name)
             .map_err(|e| AmqpError::frame_error(format!("content header: {e}")))
     }
 

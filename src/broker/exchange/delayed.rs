@@ -16,7 +16,7 @@ use crate::broker::persist::{ConfirmWaiter, Persistence, SyncTicket};
 use crate::broker::queue::log::QueueLog;
 use crate::broker::sender_selected;
 use crate::broker::vhost::VHost;
-use crate::protocol::{properties, props_edit};
+use crate::protocol::{properties, props_rewrite};
 use amq_protocol::types::AMQPValue;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -304,7 +304,7 @@ fn publish_now(v: &VHost, e: &Arc<Exchange>, mut msg: Message) {
     if let Some(delay) = delay_of(&msg.properties) {
         let negated =
             i32::try_from(-delay).map_or(AMQPValue::LongLongInt(-delay), AMQPValue::LongInt);
-        if let Ok(p) = props_edit::set_header(&msg.properties, "x-delay", negated) {
+        if let Ok(p) = props_rewrite::set_header(&msg.properties, "x-delay", negated) {
             msg.properties = p;
         }
     }
@@ -356,7 +356,7 @@ mod tests {
     fn props(v: AMQPValue) -> Bytes {
         let mut h = FieldTable::default();
         h.insert("x-delay".into(), v);
-        props_edit::encode(&BasicProperties::default().with_headers(h)).expect("encode")
+        props_rewrite::encode(&BasicProperties::default().with_headers(h)).expect("encode")
     }
 
     #[test]
