@@ -111,6 +111,17 @@ async fn queue_arguments_win_over_the_policy() {
         effective(&b, "own", "x-max-length"),
         Some(AMQPValue::LongLongInt(10))
     );
+    // The whole table at once, for code that parses every argument.
+    let all = vhost(&b).queue("own").expect("queue").effective_arguments();
+    assert_eq!(
+        all.inner().get("x-message-ttl"),
+        Some(&AMQPValue::LongInt(42))
+    );
+    assert_eq!(
+        all.inner().get("x-max-length"),
+        Some(&AMQPValue::LongLongInt(10))
+    );
+    assert_eq!(all.inner().len(), 2);
     b.stop().await;
 }
 

@@ -318,6 +318,27 @@ impl Queue {
         self.policy.read().as_ref()?.get(setting)
     }
 
+    /// All effective arguments at once: the policy's settings as `x-` arguments, overlaid by the
+    /// queue's own arguments (which win). For code that parses a whole argument table: parse this
+    /// instead of `options.arguments`, and again when `policy_generation` changes.
+    pub fn effective_arguments(&self) -> FieldTable {
+        let Some(p) = self.policy() else {
+            return self.options.arguments.clone();
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for key in p.def.definition.keys() {
+            if let Some(v) = p.get(key) {
+                if let Ok(k) = amq_protocol::types::ShortString::try_new(format!("x-{key}")) {
+                    map.insert(k, v);
+                }
+            }
+        }
+        for (k, v) in self.options.arguments.inner() {
+            map.insert(k.clone(), v.clone());
+        }
+        map.into()
+    }
+
     /// The policy that applies to this queue, if any.
     pub fn policy(&self) -> Option<Arc<Policy>> {
         self.policy.read().clone()
