@@ -4,6 +4,7 @@
 use crate::broker::exchange::Exchange;
 use crate::broker::message::QueuedMessage;
 use crate::broker::queue::Queue;
+use crate::broker::registry::ChannelInfo;
 use crate::protocol::hot::{ContentHeader, Publish};
 use crate::store::Location;
 use bytes::{Bytes, BytesMut};
@@ -98,6 +99,9 @@ pub struct Channel {
     pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
     /// The direct reply-to consumer, if one was set up on this channel.
     pub reply: Option<Box<ReplyConsumer>>,
+    /// This channel in the broker's registry: its message counters (relaxed increments by this
+    /// connection's task only) and what the stats endpoint lists.
+    pub info: Arc<ChannelInfo>,
 }
 
 impl Channel {

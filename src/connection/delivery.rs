@@ -7,6 +7,8 @@ use super::Conn;
 use crate::broker::direct_reply::PSEUDO_QUEUE;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
+use crate::broker::registry::ConsumerInfo;
+use crate::broker::stats::Stat;
 use crate::broker::stream::StreamConsumerSpec;
 use crate::broker::vhost::generate_name;
 use crate::error::{AmqpError, AmqpResult};
@@ -42,6 +44,15 @@ impl Conn {
             )));
         }
         let prefetch = ch.prefetch;
+        let info = ConsumerInfo {
+            id,
+            tag: tag.clone(),
+            queue: q.name.clone(),
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            prefetch,
+            arguments: c.arguments.clone(),
+        };
         ch.consumers.insert(
             id,
             ChannelConsumer {
@@ -87,6 +98,7 @@ impl Conn {
             self.ch(chan)?.consumers.remove(&id);
             return Err(e);
         }
+        self.ch(chan)?.info.add_consumer(info);
         // consume-ok still precedes every delivery: the queue hands deliveries over through the
         // event channel, which this task reads only after this frame is handled.
         if !c.nowait {
@@ -104,6 +116,7 @@ impl Conn {
         if reply {
         } else if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
             if let Some(cc) = ch.consumers.remove(&id) {
+                ch.info.remove_consumer(id);
                 if cc.queue.remove_consumer(id) {
                     self.vhost.drop_queue(&cc.queue);
                 } else if cc.queue.single_active() {
@@ -134,6 +147,7 @@ impl Conn {
         let now_ms = self.now_ms;
         self.ch(chan)?;
         let Some((m, left)) = q.get(g.no_ack) else {
+            self.ch(chan)?.info.stats.inc(Stat::GetEmpty);
             self.send(
                 chan,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -142,6 +156,12 @@ impl Conn {
         };
         let ch = self.ch(chan)?;
         let tag = ch.take_tag();
+        ch.info
+            .stats
+            .inc(if g.no_ack { Stat::GetNoAck } else { Stat::Get });
+        if m.redelivered {
+            ch.info.stats.inc(Stat::Redeliver);
+        }
         let w = &mut self.wbuf;
         let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
             return Ok(());
@@ -167,6 +187,10 @@ impl Conn {
                 delivered_ms: now_ms,
                 timeout_ms,
             });
+            ch.info.unacked.store(
+                ch.unacked.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if first {
                 self.arm_timeout(timeout_ms);
             }
@@ -193,12 +217,19 @@ impl Conn {
             (_, false) => SettleKind::Discard,
         };
         if let Some(t) = ch.tx.as_mut() {
-            // Applied at tx.commit; already gone from the unacked list (acking the same tag
-            // twice is a 406, as RabbitMQ).
+            // Applied (and counted) at tx.commit; already gone from the unacked list (acking
+            // the same tag twice is a 406, as RabbitMQ).
             t.settle(kind, ch.unacked.drain(range));
-            return Ok(());
+        } else {
+            if kind == SettleKind::Ack {
+                ch.info.stats.add(Stat::Ack, range.len() as u64);
+            }
+            apply_settle(settles, kind, ch.unacked.drain(range));
         }
-        apply_settle(settles, kind, ch.unacked.drain(range));
+        ch.info.unacked.store(
+            ch.unacked.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -206,7 +237,11 @@ impl Conn {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let items: Vec<Unacked> = self.ch(chan)?.unacked.drain(..).collect();
+        let ch = self.ch(chan)?;
+        let items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        ch.info
+            .unacked
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
         if reply {
             self.send(
@@ -235,6 +270,7 @@ impl Conn {
                 let notify = self.caps.consumer_cancel_notify;
                 if let Some(Some(ch)) = self.channels.get_mut(usize::from(channel)) {
                     if let Some(c) = ch.consumers.remove(&consumer_id) {
+                        ch.info.remove_consumer(consumer_id);
                         if notify && !ch.closing {
                             let m = basic::Cancel {
                                 consumer_tag: ShortString::from(c.tag.to_string()),
@@ -277,6 +313,7 @@ impl Conn {
             consumers,
             next_tag,
             unacked,
+            info,
             ..
         } = &mut **ch;
         let Some(c) = consumers.get(&d.consumer_id) else {
@@ -300,10 +337,17 @@ impl Conn {
         );
         hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, &m.msg.properties);
         hot::encode_body(w, d.channel, &m.msg.body, frame_max);
-        d.queue
-            .counters
-            .delivered
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kind = if no_ack {
+            Stat::DeliverNoAck
+        } else {
+            Stat::Deliver
+        };
+        info.stats.inc(kind);
+        d.queue.stats.inc(kind);
+        if m.redelivered {
+            info.stats.inc(Stat::Redeliver);
+            d.queue.stats.inc(Stat::Redeliver);
+        }
         if no_ack {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
             self.settles.written(&d.queue, d.consumer_id, &d.message);
@@ -317,6 +361,8 @@ impl Conn {
                 delivered_ms: self.now_ms,
                 timeout_ms,
             });
+            info.unacked
+                .store(unacked.len() as u64, std::sync::atomic::Ordering::Relaxed);
             if first {
                 self.arm_timeout(timeout_ms);
             }
@@ -327,6 +373,7 @@ impl Conn {
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
         self.release_reply_to(ch.reply.take());
         let mut single_active = Vec::new();
+        self.info.close_channel(ch.info.number);
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {
                 self.vhost.drop_queue(&c.queue);

@@ -9,6 +9,7 @@ use crate::broker::exchange::delayed;
 use crate::broker::message::Message;
 use crate::broker::persist::ConfirmWaiter;
 use crate::broker::sender_selected;
+use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::frame::RawFrame;
 use crate::protocol::hot::{self, ContentHeader, Publish};
@@ -32,6 +33,7 @@ impl Conn {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        self.check_alarm();
         let ch = self.ch(chan)?;
         if ch.confirm {
             ch.publish_seq += 1;
@@ -170,8 +172,8 @@ impl Conn {
         // CC / BCC headers: extra routing keys (a bad one fails the publish, as RabbitMQ).
         let (cc, bcc) = sender_selected::extra_keys(&msg.properties)
             .map_err(|e| AmqpError::precondition_failed(e).on(60, 40))?;
-        ex.published_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ex.stats.inc(Stat::PublishIn);
+        self.ch(chan)?.info.stats.inc(Stat::Publish);
         let out = Outgoing {
             msg,
             mandatory: p.mandatory,
@@ -224,6 +226,7 @@ impl Conn {
         if let Some(d) = ex.delayed() {
             if let Some(delay) = delayed::delay_of(&msg.properties) {
                 // Held until its time (counts as routed: the plugin does not support mandatory).
+                ex.stats.inc(Stat::PublishOut);
                 return match d.hold(msg, delay) {
                     Ok(Some(ticket)) => match waiter {
                         Some((epoch, seq)) => {
@@ -250,6 +253,7 @@ impl Conn {
         if ex.is_default() {
             if let Some(token) = reply_token(&msg.routing_key) {
                 // As RabbitMQ: counts as routed whether or not the consumer is still there.
+                ex.stats.inc(Stat::PublishOut);
                 let token = token.to_owned();
                 self.broker.direct_reply.deliver(&token, msg);
                 return (false, 0, false);
@@ -278,6 +282,15 @@ impl Conn {
             }
         }
         let returned = targets.is_empty() && mandatory;
+        if !targets.is_empty() {
+            ex.stats.inc(Stat::PublishOut);
+        } else if let Some(Some(ch)) = self.channels.get(usize::from(chan)) {
+            ch.info.stats.inc(if returned {
+                Stat::ReturnUnroutable
+            } else {
+                Stat::DropUnroutable
+            });
+        }
         if returned {
             // As RabbitMQ: a returned message's ack directly follows its return, with every
             // earlier publish acked before it. Clients (lapin, the Java client) pair a return
@@ -412,6 +425,9 @@ impl Conn {
                     hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
                 }
                 hot::encode_confirm_nack(&mut self.wbuf, chan, p.seq, false);
+                ch.info
+                    .stats
+                    .add(Stat::Confirm, p.seq.saturating_sub(ch.confirmed));
                 ch.confirmed = p.seq;
             } else {
                 dirty = true;
@@ -445,6 +461,9 @@ impl Conn {
             if ch.confirm_upto > ch.confirmed {
                 let multiple = ch.confirm_upto - ch.confirmed > 1;
                 hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
+                ch.info
+                    .stats
+                    .add(Stat::Confirm, ch.confirm_upto - ch.confirmed);
                 ch.confirmed = ch.confirm_upto;
             }
         }

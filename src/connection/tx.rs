@@ -10,6 +10,7 @@ use super::channel::{for_each_run, Settles, Unacked};
 use super::publish::Outgoing;
 use super::Conn;
 use crate::broker::exchange::Exchange;
+use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::protocol::{tx, AMQPClass};
 use std::collections::VecDeque;
@@ -110,6 +111,11 @@ impl Conn {
             waits += w;
             failed |= f;
         }
+        let acks = settles
+            .iter()
+            .filter(|(k, _)| *k == SettleKind::Ack)
+            .count() as u64;
+        self.ch(chan)?.info.stats.add(Stat::Ack, acks);
         // Settlements in the order the client made them, each kind in runs.
         let mut run: Vec<Unacked> = Vec::new();
         let mut run_kind = SettleKind::Ack;
@@ -141,6 +147,10 @@ impl Conn {
             let mut all: Vec<Unacked> = ch.unacked.drain(..).chain(back).collect();
             all.sort_by_key(|u| u.tag);
             ch.unacked = all.into();
+            ch.info.unacked.store(
+                ch.unacked.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         self.send(
             chan,

@@ -13,6 +13,7 @@ use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::Persistence;
 use crate::broker::persist::{ConfirmWaiter, SyncTicket};
 use crate::broker::policy::Policy;
+use crate::broker::stats::{MsgStats, Rates, Stat};
 use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
@@ -37,15 +38,6 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
-/// Counters read by the stats endpoint; relaxed increments only.
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    pub published: AtomicU64,
-    pub delivered: AtomicU64,
-    pub acked: AtomicU64,
-    pub redelivered: AtomicU64,
-}
-
 /// One queue in a vhost.
 #[derive(Debug)]
 pub struct Queue {
@@ -56,7 +48,10 @@ pub struct Queue {
     pub owner: Option<u64>,
     state: Mutex<ClassicState>,
     deleted: AtomicBool,
-    pub counters: QueueCounters,
+    /// Message counts for the stats endpoint; relaxed increments only.
+    pub stats: MsgStats,
+    /// Sampled counts and depths, for rates.
+    pub rates: Rates,
     /// The message log of a durable queue (persistent messages are written here).
     pub log: Option<Arc<QueueLog>>,
     /// Store id of a durable queue (names its log directory).
@@ -99,7 +94,8 @@ impl Queue {
             owner,
             state: Mutex::new(state),
             deleted: AtomicBool::new(false),
-            counters: QueueCounters::default(),
+            stats: MsgStats::default(),
+            rates: Rates::default(),
             log: None,
             store_id: 0,
             mem_limit: u64::MAX,
@@ -186,7 +182,7 @@ impl Queue {
     pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<Option<SyncTicket>> {
         if let Some(s) = &self.stream {
             let ticket = s.publish(&msg)?;
-            self.counters.published.fetch_add(1, Relaxed);
+            self.stats.inc(Stat::Publish);
             return Ok(s.fsync_confirms.then_some(ticket));
         }
         let mut st = self.state.lock();
@@ -217,7 +213,7 @@ impl Queue {
         st.dispatch(self);
         st.check_high(self);
         drop(st);
-        self.counters.published.fetch_add(1, Relaxed);
+        self.stats.inc(Stat::Publish);
         Ok(ticket)
     }
 
@@ -228,7 +224,11 @@ impl Queue {
         if st.ready.is_empty() {
             st.page_in(self, self.mem_limit);
         }
-        let m = st.pop()?;
+        let Some(m) = st.pop() else {
+            drop(st);
+            self.stats.inc(Stat::GetEmpty);
+            return None;
+        };
         if !no_ack {
             st.unacked += 1;
         }
@@ -242,7 +242,11 @@ impl Queue {
         let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
         st.check_low(self, 1);
         drop(st);
-        self.counters.delivered.fetch_add(1, Relaxed);
+        self.stats
+            .inc(if no_ack { Stat::GetNoAck } else { Stat::Get });
+        if m.redelivered {
+            self.stats.inc(Stat::Redeliver);
+        }
         Some((m, left))
     }
 
@@ -404,7 +408,7 @@ impl Queue {
         let mut st = self.state.lock();
         if manual {
             st.unacked = st.unacked.saturating_sub(u64::from(n));
-            self.counters.acked.fetch_add(u64::from(n), Relaxed);
+            self.stats.add(Stat::Ack, u64::from(n));
         }
         if let Some(id) = consumer_id {
             if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
@@ -462,7 +466,6 @@ impl Queue {
                 c.outstanding = c.outstanding.saturating_sub(n);
             }
         }
-        self.counters.redelivered.fetch_add(u64::from(n), Relaxed);
         st.dispatch(self);
     }
 
