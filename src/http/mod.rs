@@ -5,7 +5,7 @@
 //!
 //! Files by resource: `overview` (overview, nodes, health), `connections` (connections,
 //! channels, consumers), `exchanges`, `queues`, `bindings`, `admin` (vhosts, users,
-//! permissions), `definitions`, `metrics`, `dashboard`; `auth`, `error` and `json` are shared.
+//! permissions), `policies`, `definitions`, `metrics`, `dashboard`; `auth`, `error` and `json` are shared.
 
 mod admin;
 mod auth;
@@ -18,6 +18,7 @@ mod exchanges;
 pub mod json;
 mod metrics;
 mod overview;
+mod policies;
 mod queues;
 
 use crate::broker::Broker;
@@ -50,9 +51,13 @@ pub fn router(b: Arc<Broker>) -> Router {
             "/api/extensions",
             get(|_: Auth| async { axum::Json(serde_json::json!([])) }),
         )
+        .route("/api/policies", get(policies::list_all))
+        .route("/api/policies/{vhost}", get(policies::list_vhost))
         .route(
-            "/api/policies",
-            get(|_: Auth| async { axum::Json(serde_json::json!([])) }),
+            "/api/policies/{vhost}/{name}",
+            get(policies::show)
+                .put(policies::put)
+                .delete(policies::delete),
         )
         .route(
             "/api/parameters",

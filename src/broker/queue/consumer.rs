@@ -28,6 +28,12 @@ pub enum ClientEvent {
     },
     /// The server cancels a consumer (its queue was deleted).
     Cancel { channel: u16, consumer_id: u64 },
+    /// A direct reply-to reply for the channel's reply consumer (no queue, no ack).
+    Reply {
+        channel: u16,
+        consumer_id: u64,
+        message: crate::broker::message::Message,
+    },
     /// Close the whole connection (admin close, shutdown).
     Close { code: u16, text: String },
 }
@@ -61,6 +67,8 @@ pub struct ConsumerEntry {
     /// `default_consumer_prefetch`): without it, a consumer that never acks would pull the
     /// whole backlog, paged-out messages included, into memory.
     pub window: u32,
+    /// `x-priority`: consumers with a higher one get messages first.
+    pub priority: i32,
 }
 
 impl ConsumerEntry {
@@ -81,6 +89,8 @@ pub struct ConsumerSpec {
     pub prefetch: u16,
     /// Limit while `prefetch` is 0 (manual ack only); 0 = none.
     pub window: u16,
+    /// `x-priority` (0 when absent).
+    pub priority: i32,
 }
 
 impl From<ConsumerSpec> for ConsumerEntry {
@@ -100,6 +110,7 @@ impl From<ConsumerSpec> for ConsumerEntry {
                 manual_limit(s.prefetch, s.window)
             },
             window: u32::from(s.window),
+            priority: s.priority,
         }
     }
 }
