@@ -105,7 +105,8 @@ fn commit_threads() -> usize {
     tasks
         .filter_map(Result::ok)
         .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "warren-commit")
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "warren-commit")
         })
         .count()
 }

@@ -13,12 +13,15 @@ enum End {
     /// Input exhausted with this many bytes left unsplit.
     Incomplete(usize),
     TooLarge(u32),
-    BadFrameEnd,
+    BadEnd,
 }
+
+/// Frames as (type, channel, payload).
+type Frames = Vec<(u8, u16, Vec<u8>)>;
 
 /// Split `input` fed `step` bytes at a time; the frames (type, channel, payload), how it ended,
 /// and for TooLarge how many bytes were buffered when it was reported.
-fn split_all(input: &[u8], frame_max: u32, step: usize) -> (Vec<(u8, u16, Vec<u8>)>, End, usize) {
+fn split_all(input: &[u8], frame_max: u32, step: usize) -> (Frames, End, usize) {
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     for chunk in input.chunks(step.max(1)) {
@@ -28,7 +31,7 @@ fn split_all(input: &[u8], frame_max: u32, step: usize) -> (Vec<(u8, u16, Vec<u8
                 Split::Frame(f) => frames.push((f.kind, f.channel, f.payload.to_vec())),
                 Split::Incomplete => break,
                 Split::TooLarge { size } => return (frames, End::TooLarge(size), buf.len()),
-                Split::BadFrameEnd => return (frames, End::BadFrameEnd, buf.len()),
+                Split::BadFrameEnd => return (frames, End::BadEnd, buf.len()),
             }
         }
     }
@@ -86,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
                 "{buffered} bytes buffered before refusing"
             );
         }
-        End::BadFrameEnd => {
+        End::BadEnd => {
             let size = u32::from_be_bytes([rest[3], rest[4], rest[5], rest[6]]) as usize;
             assert_ne!(rest[size + 7], 0xCE);
         }
