@@ -13,7 +13,7 @@ enum End {
     /// Input exhausted with this many bytes left unsplit.
     Incomplete(usize),
     TooLarge(u32),
-    BadEnd,
+    BadTerminator,
 }
 
 /// Frames as (type, channel, payload).
@@ -31,7 +31,7 @@ fn split_all(input: &[u8], frame_max: u32, step: usize) -> (Frames, End, usize) 
                 Split::Frame(f) => frames.push((f.kind, f.channel, f.payload.to_vec())),
                 Split::Incomplete => break,
                 Split::TooLarge { size } => return (frames, End::TooLarge(size), buf.len()),
-                Split::BadFrameEnd => return (frames, End::BadEnd, buf.len()),
+                Split::BadFrameEnd => return (frames, End::BadTerminator, buf.len()),
             }
         }
     }
@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
                 "{buffered} bytes buffered before refusing"
             );
         }
-        End::BadEnd => {
+        End::BadTerminator => {
             let size = u32::from_be_bytes([rest[3], rest[4], rest[5], rest[6]]) as usize;
             assert_ne!(rest[size + 7], 0xCE);
         }
