@@ -61,6 +61,7 @@ fn message(routing_key: &str, properties: Bytes) -> Message {
         properties,
         body: Bytes::from_static(&[b'x'; 16]),
         persistent: false,
+        dead_lettered: false,
     }
 }
 
@@ -119,7 +120,7 @@ fn binding_args(mode: &str, n: usize) -> FieldTable {
 
 /// A vhost with `QUEUES` queues `q0..` and one exchange per kind, `bind` deciding each queue's
 /// bindings.
-fn vhost() -> VHost {
+fn vhost() -> std::sync::Arc<VHost> {
     let v = VHost::new("/", None);
     for i in 0..QUEUES {
         let opts = QueueOptions {

@@ -1,6 +1,7 @@
 //! The broker domain: vhosts, exchanges, bindings, queues and messages. It never sees sockets or
 //! frames; connections call into it.
 
+pub mod deadletter;
 pub mod exchange;
 pub mod message;
 pub mod persist;
@@ -39,7 +40,7 @@ impl Broker {
         let list: Vec<Arc<VHost>> = config
             .vhosts
             .iter()
-            .map(|v| Arc::new(VHost::new(v, Some(persist.clone()))))
+            .map(|v| VHost::new(v, Some(persist.clone())))
             .collect();
         persist.restore(&list)?;
         for v in list {

@@ -5,6 +5,7 @@
 use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions, LazyHeaders};
 use crate::broker::message::Message;
 use crate::broker::persist::Persistence;
+use crate::broker::queue::args::{self, DeclareFlags, QueueType};
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::log::{QueueLog, Restored};
 use crate::broker::queue::{Queue, QueueOptions};
@@ -13,7 +14,7 @@ use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Exchanges every vhost starts with.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -36,6 +37,8 @@ pub struct VHost {
     topology: Mutex<()>,
     /// Where durable definitions and queue logs go (None: nothing is persisted).
     persist: Option<Arc<Persistence>>,
+    /// This vhost, for the queues that route dead letters or delete themselves through it.
+    me: Weak<VHost>,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -62,14 +65,19 @@ fn reserved(name: &str) -> bool {
 }
 
 impl VHost {
-    pub fn new(name: &str, persist: Option<Arc<Persistence>>) -> VHost {
+    pub fn new(name: &str, persist: Option<Arc<Persistence>>) -> Arc<VHost> {
         let name: Arc<str> = Arc::from(name);
+        Arc::new_cyclic(|me| VHost::build(name, persist, me.clone()))
+    }
+
+    fn build(name: Arc<str>, persist: Option<Arc<Persistence>>, me: Weak<VHost>) -> VHost {
         let v = VHost {
             name: name.clone(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             topology: Mutex::new(()),
             persist,
+            me,
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -208,15 +216,16 @@ impl VHost {
         log: Arc<QueueLog>,
         restored: Restored,
     ) {
-        let mut q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_log(
-            id,
-            log,
-            Some(restored),
-        );
+        let mut q = Queue::new(self.name.clone(), Arc::from(name), opts, None)
+            .in_vhost(self.me.clone())
+            .with_log(id, log, Some(restored));
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
-        self.queues.insert(q.name.clone(), Arc::new(q));
+        let q = Arc::new(q);
+        self.queues.insert(q.name.clone(), q.clone());
+        // x-expires starts again from recovery; recovered expiries are armed.
+        q.start_timers();
     }
 
     /// Put back a durable binding at start-up.
@@ -299,19 +308,21 @@ impl VHost {
             check_owner(&q, conn)?;
             return Ok(declared(&q));
         }
+        let flags = DeclareFlags {
+            durable: opts.durable,
+            exclusive: opts.exclusive,
+            auto_delete: opts.auto_delete,
+            server_named: name.is_empty(),
+        };
+        let what = format!("queue '{name}' in vhost '{}'", self.name);
+        args::validate(&what, &opts.arguments, &flags)?;
         if let Some(q) = self.queue(name) {
             check_owner(&q, conn)?;
             let o = &q.options;
             let obj = format!("{name}' in vhost '{}", self.name);
-            if is_stream(&opts.arguments) != q.stream.is_some() {
-                let kind = |s: bool| if s { "stream" } else { "classic" };
-                return Err(inequivalent(
-                    "queue",
-                    "x-queue-type",
-                    &obj,
-                    kind(is_stream(&opts.arguments)),
-                    kind(q.stream.is_some()),
-                ));
+            let (want, have) = (QueueType::of(&opts.arguments).as_str(), q.queue_type());
+            if want != have {
+                return Err(inequivalent("queue", "x-queue-type", &obj, want, have));
             }
             if o.durable != opts.durable {
                 return Err(inequivalent(
@@ -341,6 +352,9 @@ impl VHost {
                 ));
             }
             for (k, v) in opts.arguments.inner() {
+                if k.as_str() == "x-queue-type" {
+                    continue; // compared above (absent means classic)
+                }
                 if !o
                     .arguments
                     .inner()
@@ -355,6 +369,10 @@ impl VHost {
                         format!("{:?}", o.arguments.inner().get(k)),
                     ));
                 }
+            }
+            // Redeclaring renews an x-expires lease (not for quorum queues, as in RabbitMQ).
+            if q.queue_type() == "classic" {
+                q.touch();
             }
             return Ok(declared(&q));
         }
@@ -380,7 +398,8 @@ impl VHost {
             }
             _ => None,
         };
-        let mut q = Queue::new(self.name.clone(), name.clone(), opts, owner);
+        let mut q =
+            Queue::new(self.name.clone(), name.clone(), opts, owner).in_vhost(self.me.clone());
         if let Some((id, log)) = store {
             q = q.with_log(id, log, None);
         }
@@ -389,6 +408,7 @@ impl VHost {
         }
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
+        q.start_timers();
         Ok(declared(&q))
     }
 
@@ -458,6 +478,19 @@ impl VHost {
             )));
         }
         Ok(self.remove_queue(&q))
+    }
+
+    /// Delete a queue whose `x-expires` ran out, if it is still unused under the topology lock.
+    /// Its messages are not dead-lettered (as RabbitMQ).
+    pub fn expire_queue(&self, q: &Arc<Queue>) -> bool {
+        let _t = self.topology.lock();
+        match self.queue(&q.name) {
+            Some(cur) if Arc::ptr_eq(&cur, q) && q.idle_expired() => {
+                self.remove_queue(q);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Delete a queue the broker decided to drop (auto-delete, exclusive owner gone).

@@ -163,6 +163,22 @@ impl Conn {
         if method != BASIC_ACK && a.requeue {
             let items: Vec<Unacked> = ch.unacked.drain(range).collect();
             for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        } else if method != BASIC_ACK
+            && ch
+                .unacked
+                .range(range.clone())
+                .any(|u| u.queue.dead_letters())
+        {
+            // Rejected without requeue from a queue with a dead-letter exchange: that queue
+            // needs the messages themselves.
+            let mut dead = Vec::new();
+            for u in ch.unacked.drain(range) {
+                match u.queue.dead_letters() {
+                    true => dead.push(u),
+                    false => settles.acked(u),
+                }
+            }
+            for_each_run(dead, |q, consumer, msgs| q.reject(consumer, msgs));
         } else {
             ch.unacked.drain(range).for_each(|u| settles.acked(u));
         }

@@ -6,6 +6,7 @@ use super::channel::PendingConfirm;
 use super::Conn;
 use crate::broker::message::Message;
 use crate::broker::persist::ConfirmWaiter;
+use crate::broker::queue::{ttl, Enqueued};
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::frame::RawFrame;
 use crate::protocol::hot::{self, ContentHeader, Publish};
@@ -144,12 +145,23 @@ impl Conn {
                 .on(60, 40));
             }
         }
+        // As RabbitMQ: an expiration that is not a valid TTL closes the channel.
+        if let Some(e) = crate::protocol::properties::expiration(&header.properties) {
+            if let Err(why) = ttl::parse_expiration(e) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{}': {why}",
+                    String::from_utf8_lossy(e)
+                ))
+                .on(60, 40));
+            }
+        }
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
             persistent: Message::persistent_in(&header.properties),
             properties: header.properties,
             body,
+            dead_lettered: false,
         };
         ex.published_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -172,15 +184,15 @@ impl Conn {
             let ch = self.ch(chan)?;
             (ch.confirm, ch.publish_seq, ch.epoch)
         };
-        let (mut waits, mut failed) = (0u32, false);
+        let (mut waits, mut failed, mut rejected) = (0u32, false, false);
         let last = targets.len().saturating_sub(1);
         let mut msg = Some(msg);
         for (i, q) in targets.drain(..).enumerate() {
             // The last queue takes the message itself; the others share its bytes.
             let m = if i == last { msg.take() } else { msg.clone() };
             let Some(m) = m else { break };
-            match q.publish(m) {
-                Ok(Some(ticket)) if confirm => {
+            match q.enqueue(m) {
+                Ok(Enqueued::Stored(Some(ticket))) if confirm => {
                     waits += 1;
                     q.sync_then(ConfirmWaiter {
                         tx: self.events_tx.clone(),
@@ -190,6 +202,8 @@ impl Conn {
                         ticket,
                     });
                 }
+                // A length limit refused it: nacked in confirm mode, else silently dropped.
+                Ok(Enqueued::Rejected) => rejected = true,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(queue = %q.name, "could not store a message: {e}");
@@ -199,7 +213,7 @@ impl Conn {
         }
         self.route_out = targets;
         if confirm {
-            self.confirm_publish(chan, seq, waits, failed)?;
+            self.confirm_publish(chan, seq, waits, failed || rejected)?;
             if returned {
                 self.flush_channel_confirms(chan);
             }

@@ -1,26 +1,36 @@
 //! Queues: identity, flags and arguments, plus the operations channels use (publish, consume, get,
 //! settle, requeue, purge, delete). State sits behind one short, non-async mutex per queue, touched
 //! directly by publishing and consuming connections: no queue task, no extra hop per message.
+//! Arguments that change behaviour (TTL, limits, dead-lettering, priorities, quorum) live in an
+//! optional [`Features`]; dead letters collected under the lock are routed after releasing it.
 
+pub mod args;
 pub mod classic;
 pub mod consumer;
+pub mod limits;
 pub mod log;
 pub mod paging;
+pub mod ttl;
 
+use crate::broker::deadletter::{self, Reason};
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::Persistence;
 use crate::broker::persist::{ConfirmWaiter, SyncTicket};
 use crate::broker::stream::StreamQueue;
+use crate::broker::vhost::VHost;
 use crate::error::{AmqpError, AmqpResult};
-use crate::store::Location;
+use crate::protocol::properties;
+use crate::store::{Location, RecordMeta};
 use amq_protocol::types::FieldTable;
-use classic::ClassicState;
+pub use args::Features;
+use args::{Overflow, QueueType};
+use classic::{ClassicState, Dead};
 use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec, Delivery};
 use log::{QueueLog, Restored};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::sync::OnceLock;
+use std::sync::{Arc, Weak};
 
 /// Messages up to this body size are copied out of the read buffer when they wait in a queue.
 const COMPACT_MAX: usize = 4096;
@@ -65,6 +75,21 @@ pub struct Queue {
     spill: OnceLock<Arc<QueueLog>>,
     /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
     pub stream: Option<Arc<StreamQueue>>,
+    /// TTL, limits, dead-lettering, priorities, quorum semantics (None: a plain queue).
+    pub features: Option<Box<Features>>,
+    /// The vhost the queue lives in: where dead letters are routed, what deletes it on expiry.
+    home: Weak<VHost>,
+    /// Removes expired messages from the head; started when the first expiry is armed.
+    expiry: OnceLock<Arc<ttl::ExpiryTimer>>,
+}
+
+/// What became of a message offered to a queue.
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Accepted; with a ticket when a confirm must wait for the log's sync.
+    Stored(Option<SyncTicket>),
+    /// Refused by the length limit (`x-overflow` reject-publish / reject-publish-dlx).
+    Rejected,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -81,12 +106,20 @@ impl Queue {
         options: QueueOptions,
         owner: Option<u64>,
     ) -> Queue {
+        let features = match QueueType::of(&options.arguments) {
+            QueueType::Stream => None,
+            _ => Features::parse(&options.arguments).map(Box::new),
+        };
+        let lanes = features
+            .as_ref()
+            .and_then(|f| f.max_priority)
+            .map_or(1, |p| usize::from(p) + 1);
         Queue {
             name,
             vhost,
             options,
             owner,
-            state: Mutex::new(ClassicState::default()),
+            state: Mutex::new(ClassicState::new(lanes)),
             deleted: AtomicBool::new(false),
             counters: QueueCounters::default(),
             log: None,
@@ -95,7 +128,64 @@ impl Queue {
             persist: None,
             spill: OnceLock::new(),
             stream: None,
+            features,
+            home: Weak::new(),
+            expiry: OnceLock::new(),
         }
+    }
+
+    /// Tie the queue to its vhost (dead-letter routing, expiry).
+    pub fn in_vhost(mut self, home: Weak<VHost>) -> Queue {
+        self.home = home;
+        self
+    }
+
+    /// `classic`, `quorum` or `stream`, as RabbitMQ reports the queue's type.
+    pub fn queue_type(&self) -> &'static str {
+        if self.stream.is_some() {
+            "stream"
+        } else if self.features.as_ref().is_some_and(|f| f.quorum) {
+            "quorum"
+        } else {
+            "classic"
+        }
+    }
+
+    /// Does the queue have a dead-letter exchange?
+    pub fn dead_letters(&self) -> bool {
+        self.features.as_ref().is_some_and(|f| f.dlx.is_some())
+    }
+
+    /// The vhost the queue lives in (gone once the broker shuts down).
+    pub fn home(&self) -> Option<Arc<VHost>> {
+        self.home.upgrade()
+    }
+
+    /// Release the state lock, then do what must not happen under it: arm the expiry timer for
+    /// the head and route dead letters (routing locks exchanges and other queues).
+    fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, ClassicState>) {
+        let head = st.head_expiry();
+        let dead: Vec<Dead> = if st.dead.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut st.dead)
+        };
+        drop(st);
+        if head != 0 {
+            self.arm_expiry(head);
+        }
+        if !dead.is_empty() {
+            deadletter::route(self, dead);
+        }
+    }
+
+    /// The expiry timer fired: remove expired heads.
+    pub(crate) fn expire_due(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        if !self.is_deleted() {
+            st.expire_heads(self, ttl::now_ms());
+        }
+        self.unlock(st);
     }
 
     /// Make this queue a stream backed by `s`.
@@ -145,13 +235,10 @@ impl Queue {
             let st = self.state.get_mut();
             st.next_seq = r.next_seq;
             for m in r.messages {
-                st.ready_bytes += m.msg.size();
-                st.mem += paging::cost(&m.msg);
-                st.ready.push_back(m);
+                st.insert(m);
             }
-            for p in r.paged {
-                st.paged_bytes += u64::from(p.size);
-                st.paged.push_back(p);
+            for (lane, p) in r.paged {
+                st.restore_paged(usize::from(lane), p);
             }
         }
         self
@@ -168,52 +255,99 @@ impl Queue {
 
     /// Enqueue a routed message and hand it on if a consumer has credit. Returns a ticket when it
     /// was written to the queue's log (a confirm must then wait for the log's sync); an error
-    /// means the log refused it and the message was not enqueued.
+    /// means the log refused it and the message was not enqueued. A message a length limit
+    /// refuses is dropped here (see [`Queue::enqueue`] to tell).
     pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<Option<SyncTicket>> {
+        match self.enqueue(msg)? {
+            Enqueued::Stored(ticket) => Ok(ticket),
+            Enqueued::Rejected => Ok(None),
+        }
+    }
+
+    /// [`Queue::publish`], telling a message refused by `x-overflow` reject-publish apart.
+    pub fn enqueue(self: &Arc<Self>, msg: Message) -> std::io::Result<Enqueued> {
         if let Some(s) = &self.stream {
             let ticket = s.publish(&msg)?;
             self.counters.published.fetch_add(1, Relaxed);
-            return Ok(s.fsync_confirms.then_some(ticket));
+            return Ok(Enqueued::Stored(s.fsync_confirms.then_some(ticket)));
         }
+        let f = self.features.as_deref();
+        // The channel checked the expiration property already; the lower TTL applies.
+        let msg_ttl =
+            properties::expiration(&msg.properties).and_then(|e| ttl::parse_expiration(e).ok());
+        let queue_ttl = f.and_then(|f| f.message_ttl);
+        let now = match (msg_ttl, queue_ttl) {
+            (None, None) => 0,
+            _ => ttl::now_ms(),
+        };
+        let expires = ttl::expiry(now, queue_ttl, msg_ttl);
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return Ok(None);
+            return Ok(Enqueued::Stored(None));
         }
+        if let Some(f) = f.filter(|f| f.overflow != Overflow::DropHead && f.limited()) {
+            if st.would_overflow(f, &msg) {
+                if f.overflow == Overflow::RejectPublishDlx && f.dlx.is_some() {
+                    st.dead.push(Dead {
+                        msg,
+                        reason: Reason::Maxlen,
+                    });
+                }
+                self.unlock(st);
+                return Ok(Enqueued::Rejected);
+            }
+        }
+        let lane = st.lane_for(&msg.properties);
+        let meta = RecordMeta {
+            expires,
+            lane: (st.lanes.len() > 1).then_some(lane as u8),
+            dead_lettered: msg.dead_lettered,
+        };
+        // A quorum queue keeps every message, whatever its delivery mode, as RabbitMQ does.
+        let keep = msg.persistent || f.is_some_and(|f| f.quorum);
         let (loc, ticket) = match &self.log {
-            Some(log) if msg.persistent => {
-                let (loc, ticket) = log.append(st.next_seq, &msg, true)?;
+            Some(log) if keep => {
+                let (loc, ticket) = log.append(st.next_seq, &msg, true, meta)?;
                 (Some(loc), Some(ticket))
             }
             _ => (None, None),
         };
-        if self.persist.is_some() && st.must_page(self.mem_limit, &msg) {
+        if self.persist.is_some() && st.must_page(lane, self.mem_limit, &msg) {
             let log = self.page_log_or_create()?;
-            st.page_out(log, &msg, loc)?;
+            st.page_out(lane, log, &msg, loc, meta)?;
         } else {
             // Small messages that will wait get their own allocation (large ones fill most of
             // the read buffer they share anyway).
-            let waits = !st.ready.is_empty() || !st.can_dispatch();
+            let waits = st.ready_count > 0 || !st.can_dispatch();
             let msg = if waits && msg.body.len() <= COMPACT_MAX {
                 msg.compacted()
             } else {
                 msg
             };
-            st.push(msg, loc);
+            st.push(lane, msg, loc, expires);
         }
         st.dispatch(self);
-        drop(st);
+        if let Some(f) = f.filter(|f| f.overflow == Overflow::DropHead && f.limited()) {
+            st.drop_over_limit(self, f);
+        }
+        if expires != 0 && expires <= now {
+            // TTL 0: gone unless a consumer took it just now.
+            st.expire_heads(self, now);
+        }
+        self.unlock(st);
         self.counters.published.fetch_add(1, Relaxed);
-        Ok(ticket)
+        Ok(Enqueued::Stored(ticket))
     }
 
     /// Take the head message for basic.get; with `no_ack` false it counts as unacked.
     /// Returns the message and how many remain ready.
-    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        self.touch();
         let mut st = self.state.lock();
-        if st.ready.is_empty() {
-            st.page_in(self, self.mem_limit);
-        }
-        let m = st.pop()?;
+        let Some(m) = st.pop_live(self, &mut 0) else {
+            self.unlock(st);
+            return None;
+        };
         if !no_ack {
             st.unacked += 1;
         }
@@ -224,8 +358,8 @@ impl Queue {
                 log.delivered(&[m.seq]);
             }
         }
-        let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
-        drop(st);
+        let left = u32::try_from(st.len()).unwrap_or(u32::MAX);
+        self.unlock(st);
         self.counters.delivered.fetch_add(1, Relaxed);
         Some((m, left))
     }
@@ -246,6 +380,8 @@ impl Queue {
         st.consumers.push(ConsumerEntry::from(spec));
         st.had_consumer = true;
         st.dispatch(self);
+        self.unlock(st);
+        self.touch();
         Ok(())
     }
 
@@ -263,6 +399,7 @@ impl Queue {
             c.limit = u32::from(prefetch);
         }
         st.dispatch(self);
+        self.unlock(st);
     }
 
     /// Detach a consumer. Returns true when the queue is auto-delete and this was its last consumer.
@@ -277,7 +414,13 @@ impl Queue {
         if st.cursor >= st.consumers.len() {
             st.cursor = 0;
         }
-        before != st.consumers.len() && self.options.auto_delete && st.consumers.is_empty()
+        let last = before != st.consumers.len() && st.consumers.is_empty();
+        drop(st);
+        if last {
+            // x-expires: the lease starts again when the last consumer goes.
+            self.touch();
+        }
+        last && self.options.auto_delete
     }
 
     /// Settle `n` deliveries: acked (manual ack) or written to the socket (no-ack). Returns credit
@@ -310,9 +453,10 @@ impl Queue {
                 c.outstanding = c.outstanding.saturating_sub(n);
             }
         }
-        if !st.ready.is_empty() || !st.paged.is_empty() {
+        if !st.is_empty() {
             st.dispatch(self);
         }
+        self.unlock(st);
     }
 
     /// Put unacked messages back (nack/reject with requeue, channel or connection closed, consumer
@@ -325,12 +469,14 @@ impl Queue {
         self.requeue_counted(consumer_id, msgs, true);
     }
 
-    /// A delivery that never reached its consumer (consumer, channel or connection gone).
+    /// A delivery that never reached its consumer (consumer, channel or connection gone). It
+    /// does not count as a return towards a delivery limit.
     pub fn give_back(self: &Arc<Self>, d: Delivery) {
         self.requeue_counted(Some(d.consumer_id), [d.message], !d.no_ack);
     }
 
-    /// `unacked`: whether these messages were counted as unacked (no-ack deliveries are not).
+    /// `unacked`: whether these messages were counted as unacked (no-ack deliveries are not);
+    /// only those count as returns for a delivery limit.
     fn requeue_counted(
         self: &Arc<Self>,
         consumer_id: Option<u64>,
@@ -345,12 +491,20 @@ impl Queue {
             }
             return;
         }
+        let returns = self
+            .features
+            .as_deref()
+            .filter(|f| unacked && f.count_returns);
         let mut st = self.state.lock();
         let mut n = 0u32;
         for m in msgs {
             n += 1;
-            if !self.is_deleted() {
-                st.requeue(m);
+            if self.is_deleted() {
+                continue;
+            }
+            match returns {
+                Some(f) => st.returned(self, f, m),
+                None => st.requeue(m),
             }
         }
         if unacked {
@@ -363,6 +517,27 @@ impl Queue {
         }
         self.counters.redelivered.fetch_add(u64::from(n), Relaxed);
         st.dispatch(self);
+        self.unlock(st);
+    }
+
+    /// basic.reject / basic.nack without requeue on a queue with a dead-letter exchange: the
+    /// messages are settled like acks and go to the dead-letter exchange (reason `rejected`).
+    pub fn reject(self: &Arc<Self>, consumer_id: Option<u64>, msgs: Vec<QueuedMessage>) {
+        let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+        let mut st = self.state.lock();
+        for m in msgs {
+            st.discard(self, m, Reason::Rejected);
+        }
+        st.unacked = st.unacked.saturating_sub(u64::from(n));
+        if let Some(id) = consumer_id {
+            if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
+                c.outstanding = c.outstanding.saturating_sub(n);
+            }
+        }
+        if !st.is_empty() {
+            st.dispatch(self);
+        }
+        self.unlock(st);
     }
 
     pub fn purge(&self) -> u32 {
@@ -372,7 +547,7 @@ impl Queue {
             if st.unacked == 0 {
                 log.clear();
             } else {
-                for m in &st.ready {
+                for m in st.lanes.iter().flat_map(|l| l.ready.iter()) {
                     if let Some(l) = m.loc {
                         seqs.push(m.seq);
                         locs.push(l);
@@ -394,7 +569,7 @@ impl Queue {
             return s.message_count();
         }
         let st = self.state.lock();
-        u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX)
+        u32::try_from(st.len()).unwrap_or(u32::MAX)
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -417,8 +592,7 @@ impl Queue {
         }
         let st = self.state.lock();
         let c = u32::try_from(st.consumers.len()).unwrap_or(u32::MAX);
-        let ready = (st.ready.len() + st.paged.len()) as u64;
-        (ready, st.unacked, st.ready_bytes + st.paged_bytes, c)
+        (st.len() as u64, st.unacked, st.bytes(), c)
     }
 
     /// Is a consumer with this tag attached from that channel? (basic.consume tag uniqueness is
