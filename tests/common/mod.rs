@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod durability;
+pub mod features;
 pub mod queues;
 pub mod raw;
 pub mod routing;

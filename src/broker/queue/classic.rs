@@ -179,7 +179,8 @@ impl ClassicState {
     }
 
     /// The next message that has not expired; expired ones met on the way are discarded.
-    /// `now` is read from the clock the first time a message with an expiry is met.
+    /// `now` is read from the clock the first time a message with an expiry is met. A message
+    /// due this very millisecond may still go (a TTL of 0 reaches a waiting consumer).
     pub fn pop_live(&mut self, queue: &Queue, now: &mut u64) -> Option<QueuedMessage> {
         loop {
             let m = self.pop(queue)?;
@@ -187,7 +188,7 @@ impl ClassicState {
                 if *now == 0 {
                     *now = super::ttl::now_ms();
                 }
-                if m.expired(*now) {
+                if m.expires < *now {
                     self.discard(queue, m, Reason::Expired);
                     continue;
                 }
