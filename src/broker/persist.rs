@@ -20,13 +20,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Tells a publisher's connection that publish `seq` on `channel` is durable (or failed).
+/// Tells a publisher's connection that publishes `seq..=last` on `channel` are durable (or
+/// failed).
 pub struct ConfirmWaiter {
     pub tx: UnboundedSender<ClientEvent>,
     pub channel: u16,
     pub epoch: u64,
     pub seq: u64,
-    /// The append this waiter covers, checked against failed syncs.
+    pub last: u64,
+    /// The (first) append this waiter covers, checked against failed syncs: a run is nacked
+    /// whole when its first append may be lost (a nack only withholds a promise).
     pub ticket: SyncTicket,
 }
 
@@ -37,8 +40,23 @@ impl Waiter for ConfirmWaiter {
             channel: self.channel,
             epoch: self.epoch,
             seq: self.seq,
+            last: self.last,
             ok,
         });
+    }
+
+    fn absorb(&mut self, next: Self) -> Result<(), Self> {
+        if next.seq == self.last + 1
+            && next.channel == self.channel
+            && next.epoch == self.epoch
+            && next.tx.same_channel(&self.tx)
+            && Arc::ptr_eq(&next.ticket.poisoned, &self.ticket.poisoned)
+        {
+            self.last = next.seq;
+            Ok(())
+        } else {
+            Err(next)
+        }
     }
 }
 
@@ -390,6 +408,41 @@ mod tests {
 
     fn lost(t: &SyncTicket) -> bool {
         t.n <= t.poisoned.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn consecutive_confirm_waiters_of_one_channel_merge_into_one_notice() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (other_tx, _other_rx) = tokio::sync::mpsc::unbounded_channel();
+        let g = SyncGuard::default();
+        let w = |tx: &UnboundedSender<ClientEvent>, channel, seq| ConfirmWaiter {
+            tx: tx.clone(),
+            channel,
+            epoch: 1,
+            seq,
+            last: seq,
+            ticket: g.appended(),
+        };
+        let mut first = w(&tx, 1, 5);
+        assert!(first.absorb(w(&tx, 1, 6)).is_ok());
+        assert!(first.absorb(w(&tx, 1, 7)).is_ok());
+        assert!(
+            first.absorb(w(&tx, 1, 9)).is_err(),
+            "a gap: seq 8 went elsewhere"
+        );
+        assert!(first.absorb(w(&tx, 2, 8)).is_err(), "another channel");
+        assert!(
+            first.absorb(w(&other_tx, 1, 8)).is_err(),
+            "another connection"
+        );
+        first.done(true);
+        match rx.try_recv() {
+            Ok(ClientEvent::Stored { seq, last, ok, .. }) => {
+                assert_eq!((seq, last, ok), (5, 7, true))
+            }
+            other => panic!("expected one Stored notice, got {other:?}"),
+        }
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -208,8 +208,9 @@ impl Conn {
                 channel,
                 epoch,
                 seq,
+                last,
                 ok,
-            } => self.on_stored(channel, epoch, seq, ok),
+            } => self.on_stored(channel, epoch, seq, last, ok),
             ClientEvent::Cancel {
                 channel,
                 consumer_id,

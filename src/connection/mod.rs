@@ -122,6 +122,8 @@ pub struct Conn {
     desynced: bool,
     /// Set when the connection should end now.
     done: bool,
+    /// A queue this connection published into is congested: stop reading until it drains.
+    flow_wait: Option<Arc<Queue>>,
 }
 
 /// Serve one accepted socket until it closes.
@@ -175,6 +177,7 @@ pub async fn serve<S>(
         closing: false,
         desynced: false,
         done: false,
+        flow_wait: None,
     };
     tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %neg.client_name, "connection opened");
     let reason = conn
@@ -218,8 +221,9 @@ impl Conn {
                 return "closed".into();
             }
             let backlogged = self.out.queued() > writer::HIGH_WATER;
+            let flow = self.flow_wait.clone();
             tokio::select! {
-                r = io.fill() => match r {
+                r = io.fill(), if flow.is_none() => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(_) => {
@@ -237,6 +241,9 @@ impl Conn {
                     }
                 }
                 _ = self.out.drained.notified(), if backlogged => {}
+                _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
+                    self.flow_wait = None;
+                }
                 _ = tick.tick() => {
                     if let Some(d) = close_deadline {
                         if Instant::now() >= d {

@@ -199,6 +199,7 @@ impl Conn {
                         channel: chan,
                         epoch,
                         seq,
+                        last: seq,
                         ticket,
                     });
                 }
@@ -209,6 +210,9 @@ impl Conn {
                     tracing::error!(queue = %q.name, "could not store a message: {e}");
                     failed = true;
                 }
+            }
+            if q.flow.is_congested() && self.flow_wait.is_none() && !self.consumes() {
+                self.flow_wait = Some(q);
             }
         }
         self.route_out = targets;
@@ -225,6 +229,15 @@ impl Conn {
             );
         }
         Ok(())
+    }
+
+    /// Does this connection consume? Its acks arrive on the socket flow control would stop
+    /// reading, so it is never throttled (that could deadlock it against its own queue).
+    fn consumes(&self) -> bool {
+        self.channels
+            .iter()
+            .flatten()
+            .any(|c| !c.consumers.is_empty())
     }
 
     /// The exchange a publish names, from the channel's one-entry cache when it matches.
@@ -266,16 +279,20 @@ impl Conn {
         Ok(())
     }
 
-    /// A log sync a publish waited for finished.
-    pub(super) fn on_stored(&mut self, chan: u16, epoch: u64, seq: u64, ok: bool) {
+    /// A log sync that publishes `seq..=last` waited for finished.
+    pub(super) fn on_stored(&mut self, chan: u16, epoch: u64, seq: u64, last: u64, ok: bool) {
         let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
             return;
         };
         if ch.epoch != epoch || ch.closing || self.closing {
             return;
         }
-        if let Ok(i) = ch.unconfirmed.binary_search_by_key(&seq, |p| p.seq) {
-            let p = &mut ch.unconfirmed[i];
+        // Every publish of the run waited for this queue, so each is still pending here.
+        let start = ch.unconfirmed.partition_point(|p| p.seq < seq);
+        for p in ch.unconfirmed.range_mut(start..) {
+            if p.seq > last {
+                break;
+            }
             p.waits = p.waits.saturating_sub(1);
             p.failed |= !ok;
         }

@@ -22,7 +22,18 @@ pub trait Syncable: Send + Sync {
 /// Told once the records it waited for are durable (`true`) or could not be made so (`false`).
 pub trait Waiter: Send + 'static {
     fn done(self, durable: bool);
+    /// Take `next` into this waiter when one notice can tell both (a run of consecutive
+    /// publishes from one channel): fewer notices for the writers to handle.
+    fn absorb(&mut self, next: Self) -> Result<(), Self>
+    where
+        Self: Sized,
+    {
+        Err(next)
+    }
 }
+
+/// How far back in a round a new waiter looks for one to join (publishers interleave).
+const MERGE_WINDOW: usize = 8;
 
 enum Msg<W> {
     Sync(Arc<dyn Syncable>, Option<W>),
@@ -65,9 +76,9 @@ fn run<W: Waiter>(rx: mpsc::Receiver<Msg<W>>) {
     let mut round: Vec<(Arc<dyn Syncable>, Option<W>)> = Vec::new();
     let mut logs: Vec<(Arc<dyn Syncable>, bool)> = Vec::new();
     while let Ok(Msg::Sync(log, w)) = rx.recv() {
-        round.push((log, w));
+        add(&mut round, log, w);
         while let Ok(Msg::Sync(log, w)) = rx.try_recv() {
-            round.push((log, w));
+            add(&mut round, log, w);
         }
         for (log, _) in &round {
             if !logs.iter().any(|(l, _)| same(l, log)) {
@@ -97,6 +108,27 @@ fn run<W: Waiter>(rx: mpsc::Receiver<Msg<W>>) {
         }
         logs.clear();
     }
+}
+
+/// Add a request to the round, merged into a recent waiter of the same log when it can be.
+fn add<W: Waiter>(
+    round: &mut Vec<(Arc<dyn Syncable>, Option<W>)>,
+    log: Arc<dyn Syncable>,
+    w: Option<W>,
+) {
+    let Some(mut w) = w else {
+        round.push((log, None));
+        return;
+    };
+    for (l, prev) in round.iter_mut().rev().take(MERGE_WINDOW) {
+        if let (true, Some(p)) = (same(l, &log), prev.as_mut()) {
+            match p.absorb(w) {
+                Ok(()) => return,
+                Err(back) => w = back,
+            }
+        }
+    }
+    round.push((log, Some(w)));
 }
 
 fn same(a: &Arc<dyn Syncable>, b: &Arc<dyn Syncable>) -> bool {

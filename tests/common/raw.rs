@@ -160,8 +160,9 @@ impl Client {
             })),
         )
         .await;
-        let AMQPClass::Basic(basic::AMQPMethod::QosOk(_)) = self.method().await else {
-            panic!("expected basic.qos-ok");
+        let m = self.method().await;
+        let AMQPClass::Basic(basic::AMQPMethod::QosOk(_)) = m else {
+            panic!("expected basic.qos-ok, got {m:?}");
         };
         self.send(
             chan,
@@ -226,6 +227,26 @@ impl Client {
         self.write(&wire).await;
     }
 
+    /// Publish `n` copies of `body` to `queue` through the default exchange, written at once.
+    pub async fn publish_many(&mut self, chan: u16, queue: &str, body: &[u8], n: usize) {
+        let mut wire = BytesMut::new();
+        for _ in 0..n {
+            encode_method(
+                &mut wire,
+                chan,
+                AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                    exchange: "".into(),
+                    routing_key: queue.into(),
+                    mandatory: false,
+                    immediate: false,
+                })),
+            );
+            wire.extend_from_slice(&header(chan, body.len() as u64));
+            wire.extend_from_slice(&frame(3, chan, body));
+        }
+        self.write(&wire).await;
+    }
+
     /// A round trip on `chan` (basic.qos) so everything sent before it has been handled.
     pub async fn sync(&mut self, chan: u16) {
         self.send(
@@ -236,8 +257,9 @@ impl Client {
             })),
         )
         .await;
-        let AMQPClass::Basic(basic::AMQPMethod::QosOk(_)) = self.method().await else {
-            panic!("expected basic.qos-ok on channel {chan}");
+        let m = self.method().await;
+        let AMQPClass::Basic(basic::AMQPMethod::QosOk(_)) = m else {
+            panic!("expected basic.qos-ok on channel {chan}, got {m:?}");
         };
     }
 

@@ -212,21 +212,40 @@ impl ClassicState {
 
     /// Hand ready messages to consumers with credit until one runs out.
     pub fn dispatch(&mut self, queue: &Arc<Queue>) {
-        self.dispatch_round(queue);
+        let n = self.dispatch_round(queue);
         if let Some(log) = &queue.log {
             log.delivered(&self.delivered);
         }
         self.delivered.clear();
+        self.check_low(queue, n);
     }
 
-    fn dispatch_round(&mut self, queue: &Arc<Queue>) {
-        let mut now = 0;
+    /// Flow control: after an enqueue, is the backlog too long for the consumers?
+    pub fn check_high(&self, queue: &Queue) {
+        let backlog = self.len();
+        if backlog > super::flow::LOW_WATER {
+            queue
+                .flow
+                .check_high(backlog, self.bytes(), self.consumers.len());
+        }
+    }
+
+    /// Flow control: `n` messages left; release waiting publishers once the backlog is short.
+    pub fn check_low(&self, queue: &Queue, n: u64) {
+        queue
+            .flow
+            .check_low(n, self.len(), self.bytes(), self.consumers.len());
+    }
+
+    /// Returns how many messages went to consumers.
+    fn dispatch_round(&mut self, queue: &Arc<Queue>) -> u64 {
+        let (mut n, mut now) = (0, 0);
         while !self.is_empty() {
             let Some(i) = self.next_consumer() else {
-                return;
+                return n;
             };
             let Some(message) = self.pop_live(queue, &mut now) else {
-                return;
+                return n;
             };
             let c = &mut self.consumers[i];
             // A first delivery to a manual-ack consumer is recorded, so a restart marks it
@@ -247,6 +266,7 @@ impl ClassicState {
                         self.delivered.push(seq);
                     }
                     c.outstanding += 1;
+                    n += 1;
                     if !c.no_ack {
                         self.unacked += 1;
                     }
@@ -265,6 +285,7 @@ impl ClassicState {
                 }
             }
         }
+        n
     }
 
     /// Drop every ready message; returns how many there were.

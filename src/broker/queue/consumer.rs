@@ -18,10 +18,12 @@ pub enum ClientEvent {
     Deliver(Delivery),
     /// A publish that waited for the log's fsync is durable (`ok`) or could not be stored.
     /// `epoch` tells the channel instance (numbers are reused after close).
+    /// Covers every publish `seq..=last` of the channel that waited for this queue.
     Stored {
         channel: u16,
         epoch: u64,
         seq: u64,
+        last: u64,
         ok: bool,
     },
     /// The server cancels a consumer (its queue was deleted).

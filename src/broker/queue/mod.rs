@@ -7,6 +7,7 @@
 pub mod args;
 pub mod classic;
 pub mod consumer;
+pub mod flow;
 pub mod limits;
 pub mod log;
 pub mod paging;
@@ -75,6 +76,8 @@ pub struct Queue {
     spill: OnceLock<Arc<QueueLog>>,
     /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
     pub stream: Option<Arc<StreamQueue>>,
+    /// Publisher flow control (classic queues).
+    pub flow: flow::Flow,
     /// TTL, limits, dead-lettering, priorities, quorum semantics (None: a plain queue).
     pub features: Option<Box<Features>>,
     /// The vhost the queue lives in: where dead letters are routed, what deletes it on expiry.
@@ -128,6 +131,7 @@ impl Queue {
             persist: None,
             spill: OnceLock::new(),
             stream: None,
+            flow: flow::Flow::default(),
             features,
             home: Weak::new(),
             expiry: OnceLock::new(),
@@ -184,6 +188,7 @@ impl Queue {
         let mut st = self.state.lock();
         if !self.is_deleted() {
             st.expire_heads(self, ttl::now_ms());
+            st.check_low(self, 0);
         }
         self.unlock(st);
     }
@@ -334,6 +339,7 @@ impl Queue {
             // TTL 0: gone unless a consumer took it just now.
             st.expire_heads(self, now);
         }
+        st.check_high(self);
         self.unlock(st);
         self.counters.published.fetch_add(1, Relaxed);
         Ok(Enqueued::Stored(ticket))
@@ -359,6 +365,7 @@ impl Queue {
             }
         }
         let left = u32::try_from(st.len()).unwrap_or(u32::MAX);
+        st.check_low(self, 1);
         self.unlock(st);
         self.counters.delivered.fetch_add(1, Relaxed);
         Some((m, left))
@@ -414,6 +421,7 @@ impl Queue {
         if st.cursor >= st.consumers.len() {
             st.cursor = 0;
         }
+        st.check_low(self, 0);
         let last = before != st.consumers.len() && st.consumers.is_empty();
         drop(st);
         if last {
@@ -560,7 +568,9 @@ impl Queue {
         } else if let Some(spill) = self.spill.get() {
             spill.clear();
         }
-        st.purge()
+        let n = st.purge();
+        st.check_low(self, 0);
+        n
     }
 
     /// Ready messages (what declare-ok reports).
@@ -627,6 +637,7 @@ impl Queue {
         if let Some(spill) = self.spill.get() {
             spill.destroy();
         }
+        self.flow.release();
         let cancelled = st
             .consumers
             .drain(..)
