@@ -402,3 +402,35 @@ async fn dead_lettered_message_keeps_its_persistence() {
     assert!(get(&ch, "dlq").await.is_none(), "the transient one is gone");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn message_that_expired_while_the_broker_was_down_is_dead_lettered_after_recovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    declare_with(&ch, "parked", durable(), args(&[]))
+        .await
+        .expect("dlq");
+    let a = args(&[
+        ("x-message-ttl", int(300)),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("parked")),
+    ]);
+    declare_with(&ch, "waiting", durable(), a)
+        .await
+        .expect("src");
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    send(&ch, "", "waiting", "m", persistent).await;
+    assert_eq!(count(&ch, "waiting").await, 1);
+    let dir_path = b.data_dir.clone();
+    within(10, b.stop()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = start(&dir_path).await;
+    let (_c, ch) = b.channel().await;
+    wait_count(&ch, "parked", 1, 5).await;
+    assert_eq!(count(&ch, "waiting").await, 0);
+    let m = get(&ch, "parked").await.expect("dead letter");
+    let d = deaths(&m.delivery.properties);
+    assert_eq!(field_str(&d[0], "reason").as_deref(), Some("expired"));
+    b.stop().await;
+}

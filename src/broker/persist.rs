@@ -390,6 +390,13 @@ impl Persistence {
                 );
             }
         }
+        // Only now, with every exchange and binding back, may recovered messages expire (and be
+        // dead-lettered); x-expires leases start again from here.
+        for v in vhosts {
+            for q in v.queues() {
+                q.start_timers();
+            }
+        }
         tracing::info!(
             exchanges = loaded.exchanges.len(),
             queues = loaded.queues.len(),

@@ -222,10 +222,7 @@ impl VHost {
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
-        let q = Arc::new(q);
-        self.queues.insert(q.name.clone(), q.clone());
-        // x-expires starts again from recovery; recovered expiries are armed.
-        q.start_timers();
+        self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
     /// Put back a durable binding at start-up.

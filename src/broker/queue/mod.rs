@@ -533,8 +533,10 @@ impl Queue {
     pub fn reject(self: &Arc<Self>, consumer_id: Option<u64>, msgs: Vec<QueuedMessage>) {
         let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
         let mut st = self.state.lock();
-        for m in msgs {
-            st.discard(self, m, Reason::Rejected);
+        if !self.is_deleted() {
+            for m in msgs {
+                st.discard(self, m, Reason::Rejected);
+            }
         }
         st.unacked = st.unacked.saturating_sub(u64::from(n));
         if let Some(id) = consumer_id {
