@@ -277,3 +277,25 @@ fn passive_opts() -> QueueDeclareOptions {
         ..Default::default()
     }
 }
+
+#[tokio::test]
+async fn paged_out_backlog_expires_and_is_dead_lettered() {
+    let b = Broker::start_with(|c| c.store.queue_memory_limit = 32 * 1024).await;
+    let (_c, ch) = b.channel().await;
+    confirm_mode(&ch).await;
+    declare_args(&ch, "dead", args(&[])).await;
+    let a = args(&[
+        ("x-message-ttl", int(300)),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("dead")),
+    ]);
+    declare_args(&ch, "big", a).await;
+    let body = "x".repeat(1024);
+    for _ in 0..300 {
+        assert!(send_confirmed(&ch, "big", &body, BasicProperties::default()).await);
+    }
+    // Far past the memory limit: most of it sits on disk, and all of it expires.
+    wait_count(&ch, "big", 0, 10).await;
+    wait_count(&ch, "dead", 300, 10).await;
+    b.stop().await;
+}

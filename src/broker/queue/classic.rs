@@ -29,12 +29,13 @@ impl Lane {
         self.ready.is_empty() && self.paged.is_empty()
     }
 
-    /// Expiry of the lane's head (0: none or no head).
-    fn head_expiry(&self) -> u64 {
-        match (self.ready.front(), self.paged.front()) {
-            (Some(m), _) => m.expires,
-            (None, Some(p)) => p.expires,
-            (None, None) => 0,
+    /// Expiry of the lane's head (0: none or no head). A paged-out head's expiry is only in its
+    /// record: with `ttl_seen` it counts as due, so the timer reads it back.
+    fn head_expiry(&self, ttl_seen: bool) -> u64 {
+        match self.ready.front() {
+            Some(m) => m.expires,
+            None if ttl_seen && !self.paged.is_empty() => 1,
+            None => 0,
         }
     }
 }
@@ -70,6 +71,9 @@ pub struct ClassicState {
     delivered: Vec<u64>,
     /// Messages removed for their dead-letter exchange, taken out before the lock is released.
     pub dead: Vec<Dead>,
+    /// A message with an expiry entered the queue at some point: expiry checks look at
+    /// paged-out heads too (only then are they read back early).
+    pub ttl_seen: bool,
 }
 
 impl ClassicState {
@@ -89,6 +93,7 @@ impl ClassicState {
             had_consumer: false,
             delivered: Vec::new(),
             dead: Vec::new(),
+            ttl_seen: false,
         }
     }
 
@@ -120,6 +125,7 @@ impl ClassicState {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.account_in(&msg);
+        self.ttl_seen |= expires != 0;
         self.lanes[lane]
             .ready
             .push_back(QueuedMessage::new(seq, loc, msg, expires));
@@ -140,6 +146,7 @@ impl ClassicState {
     /// Put a message into its lane at its original position (ordered by seq).
     pub fn insert(&mut self, msg: QueuedMessage) {
         self.account_in(&msg.msg);
+        self.ttl_seen |= msg.expires != 0;
         let i = self.lane_for(&msg.msg.properties);
         let lane = &mut self.lanes[i].ready;
         // Common cases first: everything requeued is older than what is ready.
@@ -342,11 +349,22 @@ impl ClassicState {
         }
     }
 
-    /// Remove expired messages from the head of every lane.
+    /// Remove expired messages from the head of every lane (a paged-out head is read back to
+    /// see its expiry).
     pub fn expire_heads(&mut self, queue: &Queue, now: u64) {
         for i in (0..self.lanes.len()).rev() {
             loop {
-                let e = self.lanes[i].head_expiry();
+                if self.lanes[i].ready.is_empty() {
+                    if !self.ttl_seen
+                        || self.lanes[i].paged.is_empty()
+                        || queue.page_log().is_none()
+                    {
+                        break;
+                    }
+                    self.page_in(queue, i, queue.mem_limit);
+                    continue;
+                }
+                let e = self.lanes[i].ready.front().map_or(0, |m| m.expires);
                 if e == 0 || e > now || !self.discard_head(queue, i, Reason::Expired) {
                     break;
                 }
@@ -356,9 +374,10 @@ impl ClassicState {
 
     /// The earliest expiry among the lanes' heads (0: none).
     pub fn head_expiry(&self) -> u64 {
+        let seen = self.ttl_seen;
         self.lanes
             .iter()
-            .map(Lane::head_expiry)
+            .map(|l| l.head_expiry(seen))
             .filter(|&e| e != 0)
             .min()
             .unwrap_or(0)

@@ -51,6 +51,8 @@ pub struct Restored {
     pub messages: Vec<QueuedMessage>,
     /// The rest, left on disk, each with its lane (priority queues).
     pub paged: Vec<(u8, Paged)>,
+    /// Some of `paged` have an expiry.
+    pub expiring: bool,
     pub next_seq: u64,
 }
 
@@ -215,6 +217,7 @@ impl QueueLog {
         }
         let mut messages = Vec::new();
         let mut paged = Vec::new();
+        let mut expiring = false;
         let mut mem = 0u64;
         for (seq, (loc, meta)) in publishes {
             if acked.contains(&seq) {
@@ -224,10 +227,10 @@ impl QueueLog {
             // Past the memory limit, leave the rest on disk (read back as consumers get there);
             // this also keeps start-up time independent of the backlog's size.
             if mem > mem_limit || !paged.is_empty() {
+                expiring |= meta.expires != 0;
                 let p = Paged {
                     seq,
                     loc,
-                    expires: meta.expires,
                     persistent: true,
                     redelivered: delivered.contains(&seq),
                     size: loc.len,
@@ -264,6 +267,7 @@ impl QueueLog {
         Ok(Restored {
             messages,
             paged,
+            expiring,
             next_seq: max_seq,
         })
     }

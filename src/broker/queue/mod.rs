@@ -245,6 +245,7 @@ impl Queue {
             for (lane, p) in r.paged {
                 st.restore_paged(usize::from(lane), p);
             }
+            st.ttl_seen |= r.expiring;
         }
         self
     }

@@ -1,9 +1,10 @@
 //! Keeps a queue's backlog from being bounded by RAM. Past the queue's memory limit, new messages
 //! stay only in a log (the durable queue's own log, or a spill log for other queues) and the queue
-//! keeps a 40-byte reference per message; they are read back in order, a batch at a time, when
+//! keeps a 32-byte reference per message; they are read back in order, a batch at a time, when
 //! consumers get to them. Order holds per lane (priority): once anything of a lane is paged out,
 //! every newer message of that lane is paged out too, and requeued messages (older than anything
-//! paged) go back in memory.
+//! paged) go back in memory. A paged message's expiry is in its record: a lane whose head is
+//! paged out is read back to learn it (see `ClassicState::expire_heads`).
 
 use super::classic::ClassicState;
 use super::log::QueueLog;
@@ -24,8 +25,6 @@ const PAGE_IN_BATCH: usize = 512;
 pub struct Paged {
     pub seq: u64,
     pub loc: Location,
-    /// Absolute expiry (unix ms, 0: none), so an expired head can go without a read.
-    pub expires: u64,
     /// A persistent record of a durable queue: it stays needed until acked. Otherwise the record
     /// is only a spilled copy and goes once read back.
     pub persistent: bool,
@@ -62,10 +61,10 @@ impl ClassicState {
         self.next_seq += 1;
         self.paged_count += 1;
         self.paged_bytes += msg.size();
+        self.ttl_seen |= meta.expires != 0;
         self.lanes[lane].paged.push_back(Paged {
             seq,
             loc,
-            expires: meta.expires,
             persistent,
             redelivered: false,
             size: u32::try_from(msg.size()).unwrap_or(u32::MAX),
@@ -167,7 +166,15 @@ fn read_back(log: &QueueLog, p: &Paged) -> io::Result<QueuedMessage> {
         redelivered: p.redelivered,
         loc: p.persistent.then_some(p.loc),
         msg,
-        expires: p.expires,
+        expires: m.meta.expires,
         returns: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_paged_message_costs_32_bytes() {
+        assert_eq!(std::mem::size_of::<super::Paged>(), 32);
+    }
 }
