@@ -83,6 +83,8 @@ pub struct Config {
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
     pub store: StoreConfig,
+    /// AMQP over TLS on a second listener (`[tls]`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// The message store.
@@ -170,6 +172,7 @@ impl Default for Config {
             vhosts: vec!["/".into()],
             guest_loopback_only: true,
             store: StoreConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{start, ServerHandle};

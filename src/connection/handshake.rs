@@ -120,6 +120,7 @@ pub async fn run(
     io: &mut Io,
     broker: &Broker,
     peer: SocketAddr,
+    cert_user: Option<&str>,
 ) -> Result<Negotiated, HandshakeEnd> {
     let mut header = [0u8; 8];
     if io.read_exact(&mut header).await.is_err() {
@@ -134,7 +135,13 @@ pub async fn run(
         version_major: 0,
         version_minor: 9,
         server_properties: server_properties(broker),
-        mechanisms: LongString::from(b"PLAIN AMQPLAIN".to_vec()),
+        // EXTERNAL only where a verified client certificate names a user (as RabbitMQ with
+        // rabbitmq_auth_mechanism_ssl).
+        mechanisms: LongString::from(if cert_user.is_some() {
+            b"PLAIN AMQPLAIN EXTERNAL".to_vec()
+        } else {
+            b"PLAIN AMQPLAIN".to_vec()
+        }),
         locales: LongString::from(b"en_US".to_vec()),
     };
     send_method(
@@ -151,6 +158,7 @@ pub async fn run(
     let creds = match ok.mechanism.as_str() {
         "PLAIN" => auth::parse_plain(ok.response.as_bytes()),
         "AMQPLAIN" => auth::parse_amqplain(ok.response.as_bytes()),
+        "EXTERNAL" if cert_user.is_some() => None,
         m => {
             return Err(AmqpError::command_invalid(format!(
                 "unknown authentication mechanism '{m}'"
@@ -167,10 +175,17 @@ pub async fn run(
             HandshakeEnd::Dropped
         }
     };
-    let Some((username, password)) = creds else {
-        return Err(refused(format!("malformed {} response", ok.mechanism)));
+    let user = if ok.mechanism.as_str() == "EXTERNAL" {
+        // The certificate was verified by the TLS layer: its common name is the user.
+        let name = cert_user.unwrap_or_default();
+        broker.users.get(name)
+    } else {
+        let Some((username, password)) = creds else {
+            return Err(refused(format!("malformed {} response", ok.mechanism)));
+        };
+        broker.users.authenticate(&username, &password)
     };
-    let Some(user) = broker.users.authenticate(&username, &password) else {
+    let Some(user) = user else {
         return Err(refused(format!(
             "Login was refused using authentication mechanism {}. For details see the broker logfile.",
             ok.mechanism

@@ -131,6 +131,20 @@ pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_as(stream, peer, None, broker, shutdown).await;
+}
+
+/// Serve one accepted stream; `cert_user` is the user a verified TLS client certificate names,
+/// which the EXTERNAL mechanism logs in as.
+pub async fn serve_as<S>(
+    stream: S,
+    peer: SocketAddr,
+    cert_user: Option<String>,
+    broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -142,7 +156,12 @@ pub async fn serve<S>(
         rbuf: BytesMut::with_capacity(64 * 1024),
     };
     let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
-    let neg = match tokio::time::timeout(timeout, handshake::run(&mut io, &broker, peer)).await {
+    let neg = match tokio::time::timeout(
+        timeout,
+        handshake::run(&mut io, &broker, peer, cert_user.as_deref()),
+    )
+    .await
+    {
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeEnd::Close(e))) => {
             tracing::warn!(%peer, code = e.code, "handshake failed: {}", e.text);

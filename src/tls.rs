@@ -1,0 +1,111 @@
+//! TLS for AMQP (`amqps://`, port 5671 by default) with rustls: the `[tls]` config section, the
+//! acceptor built from PEM files, and the identity a client certificate proves (for the EXTERNAL
+//! mechanism). Names follow RabbitMQ's `ssl_options` (certfile, keyfile, cacertfile, verify,
+//! fail_if_no_peer_cert).
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+/// `[tls]`: a second listener speaking AMQP over TLS. Off unless `cert_file` and `key_file` are set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Port of the TLS listener (5671); 0 picks an ephemeral port. Binds to the same address as AMQP.
+    pub port: u16,
+    /// Server certificate chain, PEM (leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// CA certificates client certificates must chain to, PEM. Needed for `verify_peer`.
+    pub ca_file: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against `ca_file` (RabbitMQ's `verify_peer`).
+    pub verify_peer: bool,
+    /// With `verify_peer`: refuse clients that present no certificate.
+    pub fail_if_no_peer_cert: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            port: 5671,
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            verify_peer: false,
+            fail_if_no_peer_cert: false,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Is a TLS listener configured?
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// Build the acceptor: reads and checks the PEM files. Errors name the file and the problem.
+    pub fn acceptor(&self) -> Result<TlsAcceptor, String> {
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Err("tls.cert_file and tls.key_file must both be set".into());
+        };
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "tls.cert_file {}: no certificate found",
+                cert.display()
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("tls: {e}"))?;
+        let builder = if self.verify_peer {
+            let Some(ca) = &self.ca_file else {
+                return Err("tls.verify_peer needs tls.ca_file".into());
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?
+            {
+                let c = c.map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let v = if self.fail_if_no_peer_cert {
+                v
+            } else {
+                v.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| format!("tls: {e}"))?)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("tls: certificate and key do not go together: {e}"))?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// The user name a verified client certificate stands for: its subject's common name (RabbitMQ's
+/// `ssl_cert_login_from = common_name`).
+pub fn peer_common_name(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
+    let leaf = certs?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
