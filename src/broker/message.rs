@@ -85,9 +85,4 @@ impl QueuedMessage {
             returns: 0,
         }
     }
-
-    /// Has it expired at `now` (unix milliseconds)?
-    pub fn expired(&self, now: u64) -> bool {
-        self.expires != 0 && self.expires <= now
-    }
 }
