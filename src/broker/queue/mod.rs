@@ -169,11 +169,7 @@ impl Queue {
     /// the head and route dead letters (routing locks exchanges and other queues).
     fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, ClassicState>) {
         let head = st.head_expiry();
-        let dead: Vec<Dead> = if st.dead.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut st.dead)
-        };
+        let dead = std::mem::take(&mut st.dead);
         drop(st);
         if head != 0 {
             self.arm_expiry(head);
