@@ -30,14 +30,45 @@ pub struct User {
     pub tags: Vec<String>,
     /// Decoded hash: salt (4 bytes) ++ sha256(salt ++ password).
     hash: [u8; HASH_LEN],
-    /// Vhosts this user may open; empty means every vhost.
+    /// Vhosts the config file lets this user open; empty means every vhost.
     vhosts: Vec<String>,
+    /// From the config file (its `vhosts` grant applies); users made through the HTTP API have
+    /// only the permissions set for them.
+    configured: bool,
 }
 
 impl User {
-    /// Whether this user may open `vhost` (the vhost's existence is checked elsewhere).
+    /// A user from a `rabbit_password_hashing_sha256` hash; None if the hash is malformed.
+    /// `like` is the user this one replaces: its config-file vhost grant is kept.
+    pub fn from_hash(
+        name: &str,
+        hash_b64: &str,
+        tags: Vec<String>,
+        like: Option<&User>,
+    ) -> Option<User> {
+        Some(User {
+            name: name.to_string(),
+            tags,
+            hash: decode_hash(hash_b64)?,
+            vhosts: like.map(|u| u.vhosts.clone()).unwrap_or_default(),
+            configured: like.is_some_and(|u| u.configured),
+        })
+    }
+
+    /// Whether the config file lets this user open `vhost` (the vhost's existence is checked
+    /// elsewhere; permissions set at run time are the broker's business).
     pub fn can_access_vhost(&self, vhost: &str) -> bool {
-        self.vhosts.is_empty() || self.vhosts.iter().any(|v| v == vhost)
+        self.configured && (self.vhosts.is_empty() || self.vhosts.iter().any(|v| v == vhost))
+    }
+
+    /// Whether the config file grants this user every vhost.
+    pub fn grants_all_vhosts(&self) -> bool {
+        self.configured && self.vhosts.is_empty()
+    }
+
+    /// Whether `password` is this user's password.
+    pub fn check_password(&self, password: &[u8]) -> bool {
+        self.verify(password)
     }
 
     /// Whether the user carries `tag` (e.g. `administrator`).
@@ -70,10 +101,10 @@ impl fmt::Debug for User {
     }
 }
 
-/// The configured users, by name.
+/// The users, by name: those of the config file, then changed at run time through the HTTP API.
 #[derive(Debug)]
 pub struct Users {
-    by_name: HashMap<String, Arc<User>>,
+    by_name: parking_lot::RwLock<HashMap<String, Arc<User>>>,
     /// Checked against when the user does not exist, so that a wrong name costs as much as a
     /// wrong password.
     decoy: [u8; HASH_LEN],
@@ -93,6 +124,7 @@ impl Users {
                 tags: vec![ADMINISTRATOR_TAG.to_string()],
                 hash: new_hash(b"guest"),
                 vhosts: Vec::new(),
+                configured: true,
             };
             by_name.insert(guest.name.clone(), Arc::new(guest));
         }
@@ -145,11 +177,12 @@ impl Users {
                 tags,
                 hash,
                 vhosts: u.vhosts.clone(),
+                configured: true,
             };
             by_name.insert(user.name.clone(), Arc::new(user));
         }
         Ok(Users {
-            by_name,
+            by_name: parking_lot::RwLock::new(by_name),
             decoy: new_hash(b"warren-decoy"),
         })
     }
@@ -157,8 +190,9 @@ impl Users {
     /// The user if `password` is right. The hash comparison is constant-time, and an unknown
     /// name does the same work as a known one.
     pub fn authenticate(&self, username: &str, password: &[u8]) -> Option<Arc<User>> {
-        match self.by_name.get(username) {
-            Some(user) => user.verify(password).then(|| Arc::clone(user)),
+        let user = self.get(username);
+        match user {
+            Some(user) => user.verify(password).then_some(user),
             None => {
                 let _ = verify_decoded(&self.decoy, password);
                 None
@@ -168,20 +202,34 @@ impl Users {
 
     /// A user by name (no password check).
     pub fn get(&self, username: &str) -> Option<Arc<User>> {
-        self.by_name.get(username).cloned()
+        self.by_name.read().get(username).cloned()
     }
 
-    /// Every user, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<User>> {
-        self.by_name.values()
+    /// Every user, by name.
+    pub fn list(&self) -> Vec<Arc<User>> {
+        let mut v: Vec<_> = self.by_name.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Add or replace a user.
+    pub fn put(&self, user: User) -> Arc<User> {
+        let u = Arc::new(user);
+        self.by_name.write().insert(u.name.clone(), u.clone());
+        u
+    }
+
+    /// Remove a user; the removed user if there was one.
+    pub fn remove(&self, name: &str) -> Option<Arc<User>> {
+        self.by_name.write().remove(name)
     }
 
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.by_name.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.by_name.read().is_empty()
     }
 }
 
@@ -215,6 +263,11 @@ fn salted_hash(salt: [u8; SALT_LEN], password: &[u8]) -> [u8; HASH_LEN] {
     out[..SALT_LEN].copy_from_slice(&salt);
     out[SALT_LEN..].copy_from_slice(&digest);
     out
+}
+
+/// Whether `hash_b64` is a well-formed `rabbit_password_hashing_sha256` hash.
+pub fn is_valid_hash(hash_b64: &str) -> bool {
+    decode_hash(hash_b64).is_some()
 }
 
 fn decode_hash(hash_b64: &str) -> Option<[u8; HASH_LEN]> {

@@ -67,8 +67,13 @@ pub struct Config {
     pub bind: String,
     /// AMQP port (5672). 0 picks an ephemeral port (tests).
     pub port: u16,
-    /// HTTP stats/management port (15672). 0 picks an ephemeral port.
-    pub http_port: u16,
+    /// Old spelling of `http.port`, still read from config files (moved into `http.port` by
+    /// [`Config::from_toml_str`]).
+    pub http_port: Option<u16>,
+    /// The HTTP management API, metrics and dashboard.
+    pub http: HttpConfig,
+    /// Resource alarms: memory high watermark and disk free limit.
+    pub alarms: AlarmsConfig,
     /// Where durable state lives.
     pub data_dir: PathBuf,
     /// tracing filter, e.g. "info" or "warren=debug".
@@ -85,6 +90,112 @@ pub struct Config {
     pub store: StoreConfig,
     /// AMQP over TLS on a second listener (`[tls]`).
     pub tls: crate::tls::TlsConfig,
+}
+
+/// The HTTP listener: management API, Prometheus metrics, dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve HTTP at all.
+    pub enabled: bool,
+    /// Port (15672). 0 picks an ephemeral port.
+    pub port: u16,
+    /// Address to bind; None = the top-level `bind`.
+    pub bind: Option<String>,
+    /// Also serve `/metrics` on this port (RabbitMQ's Prometheus port is 15692); None = only on
+    /// `port`.
+    pub prometheus_port: Option<u16>,
+    /// How often rates are sampled, milliseconds (RabbitMQ's `collect_statistics_interval`).
+    pub collect_statistics_interval: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            port: 15672,
+            bind: None,
+            prometheus_port: None,
+            collect_statistics_interval: 5000,
+        }
+    }
+}
+
+/// A size in the config: bytes (an integer or a string such as "512MiB", "2GB"), or a fraction
+/// of the machine's RAM (a float such as 0.4).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SizeSetting {
+    Bytes(u64),
+    Fraction(f64),
+    Text(String),
+}
+
+impl SizeSetting {
+    /// The size in bytes, fractions taken of `total_ram`.
+    pub fn resolve(&self, total_ram: u64) -> Result<u64, String> {
+        match self {
+            SizeSetting::Bytes(b) => Ok(*b),
+            SizeSetting::Fraction(f) if f.is_finite() && *f > 0.0 && *f <= 1.0 => {
+                Ok((total_ram as f64 * f) as u64)
+            }
+            SizeSetting::Fraction(f) => Err(format!(
+                "{f} is not a fraction of RAM in (0, 1]; give bytes as an integer or a string like \"2GB\""
+            )),
+            SizeSetting::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// "1024", "512KB", "512KiB", "2MB", "2MiB", "1GB", "1GiB", "1TB" (RabbitMQ's units: kB/MB/GB
+/// are powers of 1000, KiB/MiB/GiB of 1024).
+fn parse_size(t: &str) -> Result<u64, String> {
+    let t = t.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{t:?} is not a size (e.g. 1073741824, \"512MiB\", \"2GB\")"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{t:?}: unknown unit {unit:?} (use kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{t:?} is too large"))
+}
+
+/// Resource alarms (RabbitMQ's memory high watermark and disk free limit).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// Memory (RSS) above which publishers are blocked: a fraction of RAM or bytes.
+    pub memory_high_watermark: SizeSetting,
+    /// Free disk space on the data dir's file system below which publishers are blocked.
+    pub disk_free_limit: SizeSetting,
+    /// How often memory and disk are checked, milliseconds.
+    pub check_interval: u64,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            memory_high_watermark: SizeSetting::Fraction(0.4),
+            disk_free_limit: SizeSetting::Bytes(50_000_000),
+            check_interval: 1000,
+        }
+    }
 }
 
 /// The message store.
@@ -163,7 +274,9 @@ impl Default for Config {
         Config {
             bind: "0.0.0.0".into(),
             port: 5672,
-            http_port: 15672,
+            http_port: None,
+            http: HttpConfig::default(),
+            alarms: AlarmsConfig::default(),
             data_dir: PathBuf::from("./data"),
             log_level: "info".into(),
             cluster_name: "warren".into(),
@@ -181,7 +294,7 @@ impl Default for Config {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("WARREN_BIND", "bind"),
     ("WARREN_PORT", "port"),
-    ("WARREN_HTTP_PORT", "http_port"),
+    ("WARREN_HTTP_PORT", "http.port"),
     ("WARREN_DATA_DIR", "data_dir"),
     ("WARREN_LOG_LEVEL", "log_level"),
     ("WARREN_GUEST_LOOPBACK_ONLY", "guest_loopback_only"),
@@ -218,7 +331,14 @@ impl Config {
 
     /// Parses a TOML document over the defaults.
     pub fn from_toml_str(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+        let mut c: Config = toml::from_str(text)?;
+        // The old top-level key wins only when `[http] port` was left at its default.
+        if let Some(p) = c.http_port.take() {
+            if c.http.port == HttpConfig::default().port {
+                c.http.port = p;
+            }
+        }
+        Ok(c)
     }
 
     /// Overrides settings from the process environment (see [`ENV_VARS`]). Unset variables are
@@ -260,7 +380,7 @@ impl Config {
             self.port = parse_port(&v).map_err(|r| env_err("WARREN_PORT", &v, r))?;
         }
         if let Some(v) = get("WARREN_HTTP_PORT")? {
-            self.http_port = parse_port(&v).map_err(|r| env_err("WARREN_HTTP_PORT", &v, r))?;
+            self.http.port = parse_port(&v).map_err(|r| env_err("WARREN_HTTP_PORT", &v, r))?;
         }
         if let Some(v) = get("WARREN_DATA_DIR")? {
             if v.trim().is_empty() {
@@ -284,12 +404,35 @@ impl Config {
     /// names).
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_bind(&self.bind).map_err(|r| ConfigError::invalid("bind", r))?;
-        if self.port != 0 && self.port == self.http_port {
+        if self.http.enabled && self.port != 0 && self.port == self.http.port {
             return Err(ConfigError::invalid(
-                "http_port",
+                "http.port",
                 format!("must differ from port ({})", self.port),
             ));
         }
+        if let Some(b) = &self.http.bind {
+            check_bind(b).map_err(|r| ConfigError::invalid("http.bind", r))?;
+        }
+        if self.http.collect_statistics_interval < 100 {
+            return Err(ConfigError::invalid(
+                "http.collect_statistics_interval",
+                "must be at least 100 (milliseconds)",
+            ));
+        }
+        if self.alarms.check_interval < 10 {
+            return Err(ConfigError::invalid(
+                "alarms.check_interval",
+                "must be at least 10 (milliseconds)",
+            ));
+        }
+        self.alarms
+            .memory_high_watermark
+            .resolve(1 << 30)
+            .map_err(|r| ConfigError::invalid("alarms.memory_high_watermark", r))?;
+        self.alarms
+            .disk_free_limit
+            .resolve(1 << 30)
+            .map_err(|r| ConfigError::invalid("alarms.disk_free_limit", r))?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data_dir", "must not be empty"));
         }
@@ -366,7 +509,17 @@ impl Config {
         Config {
             bind: "127.0.0.1".into(),
             port: 0,
-            http_port: 0,
+            http: HttpConfig {
+                port: 0,
+                collect_statistics_interval: 1000,
+                ..HttpConfig::default()
+            },
+            // Tests must not be blocked by the machine they run on.
+            alarms: AlarmsConfig {
+                memory_high_watermark: SizeSetting::Bytes(u64::MAX),
+                disk_free_limit: SizeSetting::Bytes(0),
+                ..AlarmsConfig::default()
+            },
             data_dir: data_dir.into(),
             log_level: "warn".into(),
             ..Config::default()
@@ -459,7 +612,7 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(c.port, 5672);
-        assert_eq!(c.http_port, 15672);
+        assert_eq!(c.http.port, 15672);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.limits.frame_max, 131_072);
         assert_eq!(c.limits.channel_max, 2047);
@@ -478,7 +631,18 @@ mod tests {
         let d = Config::default();
         assert_eq!(c.bind, d.bind);
         assert_eq!(c.port, d.port);
-        assert_eq!(c.http_port, d.http_port);
+        assert_eq!(c.http.port, d.http.port);
+        assert_eq!(c.http.bind, d.http.bind);
+        assert_eq!(
+            c.http.collect_statistics_interval,
+            d.http.collect_statistics_interval
+        );
+        assert_eq!(
+            c.alarms.memory_high_watermark,
+            d.alarms.memory_high_watermark
+        );
+        assert_eq!(c.alarms.disk_free_limit, d.alarms.disk_free_limit);
+        assert_eq!(c.alarms.check_interval, d.alarms.check_interval);
         assert_eq!(c.data_dir, d.data_dir);
         assert_eq!(c.log_level, d.log_level);
         assert_eq!(c.cluster_name, d.cluster_name);
@@ -503,7 +667,7 @@ mod tests {
         assert_eq!(c.port, 5673);
         assert_eq!(c.limits.frame_max, 8192);
         assert_eq!(c.limits.channel_max, 2047);
-        assert_eq!(c.http_port, 15672);
+        assert_eq!(c.http.port, 15672);
     }
 
     #[test]
@@ -556,7 +720,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.bind, "127.0.0.1");
         assert_eq!(c.port, 5999);
-        assert_eq!(c.http_port, 0);
+        assert_eq!(c.http.port, 0);
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/warren"));
         assert_eq!(c.log_level, "debug,warren::connection=trace");
         assert!(!c.guest_loopback_only);
@@ -674,10 +838,10 @@ mod tests {
     #[test]
     fn validate_rejects_bad_general_settings() {
         let mut c = Config::default();
-        c.http_port = c.port;
-        assert_eq!(invalid_key(&c), "http_port");
+        c.http.port = c.port;
+        assert_eq!(invalid_key(&c), "http.port");
         c.port = 0;
-        c.http_port = 0;
+        c.http.port = 0;
         c.validate().unwrap();
 
         let mut c = Config::default();
@@ -695,6 +859,44 @@ mod tests {
         let mut c = Config::default();
         c.cluster_name = " ".into();
         assert_eq!(invalid_key(&c), "cluster_name");
+    }
+
+    #[test]
+    fn http_section_and_old_http_port_key() {
+        let c = Config::from_toml_str("[http]\nport = 8080\nbind = \"127.0.0.1\"\n").unwrap();
+        assert_eq!(c.http.port, 8080);
+        assert_eq!(c.http.bind.as_deref(), Some("127.0.0.1"));
+        let c = Config::from_toml_str("http_port = 9090\n").unwrap();
+        assert_eq!(c.http.port, 9090);
+        assert!(Config::from_toml_str("[http]\nprot = 1\n").is_err());
+        let mut c = Config::default();
+        c.http.bind = Some("no way".into());
+        assert_eq!(invalid_key(&c), "http.bind");
+    }
+
+    #[test]
+    fn alarm_sizes() {
+        let c = Config::from_toml_str(
+            "[alarms]\nmemory_high_watermark = 0.5\ndisk_free_limit = \"2GB\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.alarms.memory_high_watermark.resolve(1000), Ok(500));
+        assert_eq!(c.alarms.disk_free_limit.resolve(0), Ok(2_000_000_000));
+        let c = Config::from_toml_str("[alarms]\nmemory_high_watermark = 1\n").unwrap();
+        assert_eq!(c.alarms.memory_high_watermark.resolve(1000), Ok(1));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("10kB"), Ok(10_000));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        for bad in [
+            "memory_high_watermark = 1.5",
+            "memory_high_watermark = \"lots\"",
+            "disk_free_limit = -1.0",
+        ] {
+            let c = Config::from_toml_str(&format!("[alarms]\n{bad}\n")).unwrap();
+            assert!(c.validate().is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -47,6 +47,9 @@ enum Command {
         /// The password to hash; read from stdin when omitted.
         password: Option<String>,
     },
+    /// Operate a running broker through its HTTP management API: list queues, exchanges,
+    /// connections...; purge and delete; close connections; export and import definitions.
+    Ctl(warren::ctl::CtlArgs),
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -67,8 +70,7 @@ struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
 
-    /// Port of the HTTP stats/management endpoint (served from a later release; accepted now);
-    /// 0 picks a free port. [env: WARREN_HTTP_PORT] [config: http_port] [default: 15672]
+    /// Port of the HTTP management API, Prometheus metrics and dashboard; 0 picks a free port. [env: WARREN_HTTP_PORT] [config: http.port] [default: 15672]
     #[arg(long, value_name = "PORT")]
     http_port: Option<u16>,
 
@@ -94,7 +96,7 @@ impl ServeArgs {
             cfg.port = v;
         }
         if let Some(v) = self.http_port {
-            cfg.http_port = v;
+            cfg.http.port = v;
         }
         if let Some(v) = &self.data_dir {
             cfg.data_dir = v.clone();
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::HashPassword { password }) => hash_password(password),
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Ctl(args)) => warren::ctl::run(args),
         None => serve(&cli.serve),
     }
 }
@@ -320,7 +323,7 @@ mod tests {
         let mut cfg = Config::default();
         args.apply(&mut cfg);
         assert_eq!(cfg.port, 0);
-        assert_eq!(cfg.http_port, 0);
+        assert_eq!(cfg.http.port, 0);
         assert_eq!(cfg.bind, "127.0.0.1");
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/w"));
         assert_eq!(cfg.log_level, "debug");

@@ -1,5 +1,6 @@
-//! The TCP listeners (AMQP, and AMQP over TLS when configured): accept sockets, spawns a connection task for each, and on shutdown tells
-//! every connection to close (320) and waits for them to finish their writes.
+//! The TCP listeners: AMQP (and AMQP over TLS when configured), each accepted socket served by a
+//! connection task; the HTTP API (see `http`). On shutdown every connection is told to close
+//! (320) and given time to finish its writes.
 
 use crate::auth::Users;
 use crate::broker::Broker;
@@ -17,6 +18,9 @@ use tokio_rustls::TlsAcceptor;
 pub struct ServerHandle {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    prometheus_addr: Option<SocketAddr>,
+    http_tasks: Vec<tokio::task::JoinHandle<()>>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -33,6 +37,16 @@ impl ServerHandle {
         self.tls_addr
     }
 
+    /// The HTTP listener's address (management API, metrics, dashboard); None when disabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The separate Prometheus listener's address, when `http.prometheus_port` is set.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus_addr
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -41,6 +55,9 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        for t in self.http_tasks {
+            let _ = t.await;
+        }
     }
 }
 
@@ -64,12 +81,55 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         Some((l, _)) => Some(l.local_addr()?),
         None => None,
     };
+    let http_bind = config
+        .http
+        .bind
+        .clone()
+        .unwrap_or_else(|| config.bind.clone());
+    let http = if config.http.enabled {
+        Some(TcpListener::bind((http_bind.as_str(), config.http.port)).await?)
+    } else {
+        None
+    };
+    let prometheus = match config.http.prometheus_port {
+        Some(p) if config.http.enabled => Some(TcpListener::bind((http_bind.as_str(), p)).await?),
+        _ => None,
+    };
+    let alarm_every = Duration::from_millis(config.alarms.check_interval.max(10));
     let broker = Arc::new(Broker::open(config, users)?);
+    let _ = broker.amqp_addr.set(addr);
+    broker.alarms.spawn_monitor(alarm_every);
+    broker.spawn_sampler();
     let (tx, rx) = watch::channel(false);
+    let mut http_tasks = Vec::new();
+    let http_addr = match http {
+        Some(l) => {
+            let a = l.local_addr()?;
+            let _ = broker.http_addr.set(a);
+            let app = crate::http::router(broker.clone());
+            http_tasks.push(tokio::spawn(crate::http::serve(l, app, rx.clone())));
+            tracing::info!("listening on {a} (HTTP management API, /metrics, dashboard)");
+            Some(a)
+        }
+        None => None,
+    };
+    let prometheus_addr = match prometheus {
+        Some(l) => {
+            let a = l.local_addr()?;
+            let app = crate::http::metrics_router(broker.clone());
+            http_tasks.push(tokio::spawn(crate::http::serve(l, app, rx.clone())));
+            tracing::info!("listening on {a} (Prometheus /metrics)");
+            Some(a)
+        }
+        None => None,
+    };
     let task = tokio::spawn(accept_loop(listener, tls, broker.clone(), rx));
     Ok(ServerHandle {
         addr,
         tls_addr,
+        http_addr,
+        prometheus_addr,
+        http_tasks,
         broker,
         shutdown: tx,
         task,
@@ -100,7 +160,8 @@ async fn accept_loop(
             r = accept_opt(tls_listener.as_ref()) => match (r, &acceptor) {
                 (Ok((sock, peer)), Some(acceptor)) => {
                     let _ = sock.set_nodelay(true);
-                    conns.spawn(serve_tls(sock, peer, acceptor.clone(), broker.clone(), shutdown.clone()));
+                    let local = sock.local_addr().unwrap_or(peer);
+                    conns.spawn(serve_tls(sock, peer, local, acceptor.clone(), broker.clone(), shutdown.clone()));
                 }
                 (Ok(_), None) => {}
                 (Err(e), _) => {
@@ -111,7 +172,8 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    conns.spawn(connection::serve(sock, peer, broker.clone(), shutdown.clone()));
+                    let local = sock.local_addr().unwrap_or(peer);
+                    conns.spawn(connection::serve(sock, peer, local, broker.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -139,6 +201,7 @@ async fn accept_loop(
 async fn serve_tls(
     sock: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     acceptor: TlsAcceptor,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
@@ -156,5 +219,5 @@ async fn serve_tls(
         }
     };
     let cert_user = crate::tls::peer_common_name(stream.get_ref().1.peer_certificates());
-    connection::serve_as(stream, peer, cert_user, broker, shutdown).await;
+    connection::serve_as(stream, peer, local, cert_user, broker, shutdown).await;
 }

@@ -239,3 +239,21 @@ async fn reject_publish_dlx_falls_back_to_drop_head() {
     assert_eq!(bodies(&ch, "fallback").await, ["new"]);
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_http_api_reports_the_quorum_type() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "reported", &[]).await;
+    declare_args(&ch, "plain", args(&[])).await;
+    let http = b.http();
+    assert_eq!(
+        http.get("/api/queues/%2F/reported").await.json()["type"],
+        "quorum"
+    );
+    assert_eq!(
+        http.get("/api/queues/%2F/plain").await.json()["type"],
+        "classic"
+    );
+    b.stop().await;
+}

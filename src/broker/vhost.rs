@@ -9,6 +9,7 @@ use crate::broker::queue::args::{self, DeclareFlags, QueueType};
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::log::{QueueLog, Restored};
 use crate::broker::queue::{Queue, QueueOptions};
+use crate::broker::stats::{MsgStats, Rates};
 use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
@@ -39,6 +40,11 @@ pub struct VHost {
     persist: Option<Arc<Persistence>>,
     /// This vhost, for the queues that route dead letters or delete themselves through it.
     me: Weak<VHost>,
+    /// Counts of this vhost's closed connections and of HTTP API publishes; the live
+    /// connections' counts are added when someone asks.
+    pub stats: MsgStats,
+    /// Sampled totals, for rates.
+    pub rates: Rates,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -78,6 +84,8 @@ impl VHost {
             topology: Mutex::new(()),
             persist,
             me,
+            stats: MsgStats::default(),
+            rates: Rates::default(),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -524,6 +532,23 @@ impl VHost {
         n
     }
 
+    /// The vhost is being deleted: every queue (with its log) and exchange goes, and durable
+    /// ones are forgotten by the store.
+    pub fn delete_everything(&self) {
+        let _t = self.topology.lock();
+        for q in self.queues() {
+            self.remove_queue(&q);
+        }
+        for e in self.exchanges() {
+            if e.is_default() || reserved(&e.name) {
+                continue;
+            }
+            if self.exchanges.contains_key(&e.name) {
+                self.remove_exchange(&e);
+            }
+        }
+    }
+
     /// Exclusive queues of a closing connection.
     pub fn drop_exclusive(&self, conn: u64) {
         let owned: Vec<_> = self
@@ -711,9 +736,13 @@ fn declared(q: &Arc<Queue>) -> Declared {
     }
 }
 
+/// The connection id the HTTP API acts as: an operator may delete or purge any queue, even
+/// another connection's exclusive one (as in RabbitMQ's management API).
+pub const ADMIN: u64 = u64::MAX;
+
 fn check_owner(q: &Queue, conn: u64) -> AmqpResult<()> {
     match q.owner {
-        Some(o) if o != conn => Err(AmqpError::resource_locked(format!(
+        Some(o) if o != conn && conn != ADMIN => Err(AmqpError::resource_locked(format!(
             "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
             q.describe()
         ))),

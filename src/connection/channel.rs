@@ -4,6 +4,7 @@
 use crate::broker::exchange::Exchange;
 use crate::broker::message::QueuedMessage;
 use crate::broker::queue::Queue;
+use crate::broker::registry::ChannelInfo;
 use crate::protocol::hot::{ContentHeader, Publish};
 use crate::store::Location;
 use bytes::{Bytes, BytesMut};
@@ -80,6 +81,9 @@ pub struct Channel {
     pub epoch: u64,
     /// The exchange last published to, to skip the map lookup for a run of publishes.
     pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
+    /// This channel in the broker's registry: its message counters (relaxed increments by this
+    /// connection's task only) and what the stats endpoint lists.
+    pub info: Arc<ChannelInfo>,
 }
 
 impl Channel {

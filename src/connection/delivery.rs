@@ -4,6 +4,8 @@
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::Conn;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
+use crate::broker::registry::ConsumerInfo;
+use crate::broker::stats::Stat;
 use crate::broker::stream::StreamConsumerSpec;
 use crate::broker::vhost::generate_name;
 use crate::error::{AmqpError, AmqpResult};
@@ -30,6 +32,15 @@ impl Conn {
             )));
         }
         let prefetch = ch.prefetch;
+        let info = ConsumerInfo {
+            id,
+            tag: tag.clone(),
+            queue: q.name.clone(),
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            prefetch,
+            arguments: c.arguments.clone(),
+        };
         ch.consumers.insert(
             id,
             ChannelConsumer {
@@ -73,6 +84,7 @@ impl Conn {
             self.ch(chan)?.consumers.remove(&id);
             return Err(e);
         }
+        self.ch(chan)?.info.add_consumer(info);
         // consume-ok still precedes every delivery: the queue hands deliveries over through the
         // event channel, which this task reads only after this frame is handled.
         if !c.nowait {
@@ -88,6 +100,7 @@ impl Conn {
         let ch = self.ch(chan)?;
         if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
             if let Some(cc) = ch.consumers.remove(&id) {
+                ch.info.remove_consumer(id);
                 if cc.queue.remove_consumer(id) {
                     self.vhost.drop_queue(&cc.queue);
                 }
@@ -113,6 +126,7 @@ impl Conn {
         let frame_max = self.frame_max;
         self.ch(chan)?;
         let Some((m, left)) = q.get(g.no_ack) else {
+            self.ch(chan)?.info.stats.inc(Stat::GetEmpty);
             self.send(
                 chan,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -121,6 +135,12 @@ impl Conn {
         };
         let ch = self.ch(chan)?;
         let tag = ch.take_tag();
+        ch.info
+            .stats
+            .inc(if g.no_ack { Stat::GetNoAck } else { Stat::Get });
+        if m.redelivered {
+            ch.info.stats.inc(Stat::Redeliver);
+        }
         let w = &mut self.wbuf;
         let Some(Some(ch)) = self.channels.get_mut(usize::from(chan)) else {
             return Ok(());
@@ -143,6 +163,10 @@ impl Conn {
                 consumer: None,
                 message: m,
             });
+            ch.info.unacked.store(
+                ch.unacked.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         Ok(())
     }
@@ -180,8 +204,15 @@ impl Conn {
             }
             for_each_run(dead, |q, consumer, msgs| q.reject(consumer, msgs));
         } else {
+            if method == BASIC_ACK {
+                ch.info.stats.add(Stat::Ack, range.len() as u64);
+            }
             ch.unacked.drain(range).for_each(|u| settles.acked(u));
         }
+        ch.info.unacked.store(
+            ch.unacked.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -189,7 +220,11 @@ impl Conn {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let items: Vec<Unacked> = self.ch(chan)?.unacked.drain(..).collect();
+        let ch = self.ch(chan)?;
+        let items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        ch.info
+            .unacked
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
         if reply {
             self.send(
@@ -218,6 +253,7 @@ impl Conn {
                 let notify = self.caps.consumer_cancel_notify;
                 if let Some(Some(ch)) = self.channels.get_mut(usize::from(channel)) {
                     if let Some(c) = ch.consumers.remove(&consumer_id) {
+                        ch.info.remove_consumer(consumer_id);
                         if notify && !ch.closing {
                             let m = basic::Cancel {
                                 consumer_tag: ShortString::from(c.tag.to_string()),
@@ -255,6 +291,7 @@ impl Conn {
             consumers,
             next_tag,
             unacked,
+            info,
             ..
         } = &mut **ch;
         let Some(c) = consumers.get(&d.consumer_id) else {
@@ -278,10 +315,17 @@ impl Conn {
         );
         hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, &m.msg.properties);
         hot::encode_body(w, d.channel, &m.msg.body, frame_max);
-        d.queue
-            .counters
-            .delivered
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kind = if no_ack {
+            Stat::DeliverNoAck
+        } else {
+            Stat::Deliver
+        };
+        info.stats.inc(kind);
+        d.queue.stats.inc(kind);
+        if m.redelivered {
+            info.stats.inc(Stat::Redeliver);
+            d.queue.stats.inc(Stat::Redeliver);
+        }
         if no_ack {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
             self.settles.written(&d.queue, d.consumer_id, &d.message);
@@ -292,11 +336,14 @@ impl Conn {
                 consumer: Some(d.consumer_id),
                 message: d.message,
             });
+            info.unacked
+                .store(unacked.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// A channel ends: cancel its consumers, give back its unacked messages.
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
+        self.info.close_channel(ch.info.number);
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {
                 self.vhost.drop_queue(&c.queue);

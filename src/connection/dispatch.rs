@@ -186,8 +186,10 @@ impl Conn {
                 return match (f.kind, decode_method(&f.payload)) {
                     (FRAME_METHOD, Ok(AMQPClass::Channel(channel::AMQPMethod::Open(_)))) => {
                         let epoch = self.broker.next_id();
+                        let info = self.info.open_channel(chan);
                         *self.channel_slot(chan) = Some(Box::new(Channel {
                             epoch,
+                            info,
                             ..Channel::new()
                         }));
                         self.send(
@@ -357,6 +359,9 @@ impl Conn {
                     ));
                 }
                 ch.confirm = true;
+                ch.info
+                    .confirm
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 if !s.nowait {
                     self.send(
                         chan,
@@ -496,6 +501,9 @@ impl Conn {
                 // its running consumer to see it).
                 let ch = self.ch(chan)?;
                 ch.prefetch = q.prefetch_count;
+                ch.info
+                    .prefetch
+                    .store(q.prefetch_count, std::sync::atomic::Ordering::Relaxed);
                 if q.global {
                     for (id, c) in &ch.consumers {
                         c.queue.set_prefetch(*id, q.prefetch_count);

@@ -30,6 +30,8 @@ pub struct Negotiated {
     pub heartbeat: u16,
     pub caps: ClientCaps,
     pub client_name: String,
+    pub mechanism: String,
+    pub client_properties: FieldTable,
 }
 
 /// Why the handshake ended without a connection.
@@ -230,7 +232,7 @@ pub async fn run(
             .on(10, 40)
             .into());
     };
-    if !user.can_access_vhost(vname) {
+    if !broker.can_access(&user, vname) {
         return Err(AmqpError::not_allowed(format!(
             "access to vhost '{vname}' refused for user '{}'",
             user.name
@@ -251,6 +253,8 @@ pub async fn run(
         heartbeat: t.heartbeat,
         caps,
         client_name,
+        mechanism: ok.mechanism.to_string(),
+        client_properties: ok.client_properties,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod writer;
 use crate::auth::User;
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::Queue;
+use crate::broker::registry::{ConnState, ConnectionInfo, ConnectionMeta};
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::{AmqpError, AmqpResult};
@@ -124,18 +125,27 @@ pub struct Conn {
     done: bool,
     /// A queue this connection published into is congested: stop reading until it drains.
     flow_wait: Option<Arc<Queue>>,
+    /// This connection in the broker's registry (counters, channels, consumers).
+    pub(crate) info: Arc<ConnectionInfo>,
+    /// A publish arrived while a resource alarm was on: block at the end of this batch.
+    block_pending: bool,
+    /// Blocked by an alarm: the socket is not read until every alarm clears.
+    blocked: bool,
+    /// connection.blocked was sent (so connection.unblocked is owed).
+    sent_blocked: bool,
 }
 
 /// Serve one accepted socket until it closes.
 pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
+    local: SocketAddr,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve_as(stream, peer, None, broker, shutdown).await;
+    serve_as(stream, peer, local, None, broker, shutdown).await;
 }
 
 /// Serve one accepted stream; `cert_user` is the user a verified TLS client certificate names,
@@ -143,6 +153,7 @@ pub async fn serve<S>(
 pub async fn serve_as<S>(
     stream: S,
     peer: SocketAddr,
+    local: SocketAddr,
     cert_user: Option<String>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
@@ -174,10 +185,29 @@ pub async fn serve_as<S>(
     };
     let Some(wr) = io.wr.take() else { return };
     let out = Arc::new(OutBuf::default());
-    let writer = tokio::spawn(writer::run(out.clone(), wr));
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let id = broker.next_id();
+    let info = Arc::new(ConnectionInfo::new(
+        ConnectionMeta {
+            id,
+            peer,
+            local,
+            user: neg.user.name.clone(),
+            vhost: neg.vhost.name.clone(),
+            auth_mechanism: neg.mechanism.clone(),
+            client_properties: neg.client_properties.clone(),
+            user_provided_name: neg.client_name.clone(),
+            frame_max: neg.frame_max,
+            channel_max: neg.channel_max,
+            heartbeat: neg.heartbeat,
+            connected_at: crate::broker::now_ms(),
+        },
+        events_tx.clone(),
+    ));
+    broker.registry.add(info.clone());
+    let writer = tokio::spawn(writer::run(out.clone(), wr, info.clone()));
     let mut conn = Conn {
-        id: broker.next_id(),
+        id,
         broker: broker.clone(),
         vhost: neg.vhost,
         user: neg.user,
@@ -197,12 +227,17 @@ pub async fn serve_as<S>(
         desynced: false,
         done: false,
         flow_wait: None,
+        info,
+        block_pending: false,
+        blocked: false,
+        sent_blocked: false,
     };
     tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %neg.client_name, "connection opened");
     let reason = conn
         .run(&mut io, &mut events_rx, neg.heartbeat, &mut shutdown)
         .await;
     conn.teardown(&mut events_rx);
+    broker.unregister(conn.id);
     tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, "connection closed: {reason}");
     out.close();
     // A peer that stopped reading would keep the writer (and the socket) forever.
@@ -230,6 +265,8 @@ impl Conn {
         let mut last_read = Instant::now();
         let mut last_written = 0u64;
         let mut close_deadline: Option<Instant> = None;
+        let mut alarms = self.broker.alarms.subscribe();
+        self.on_alarm_change(*alarms.borrow_and_update());
         // Any frames that arrived together with the handshake's last frame.
         if !io.rbuf.is_empty() {
             self.process_frames(&mut io.rbuf);
@@ -239,17 +276,31 @@ impl Conn {
             if self.done || self.out.failed() {
                 return "closed".into();
             }
+            if self.block_pending {
+                self.block();
+            }
             let backlogged = self.out.queued() > writer::HIGH_WATER;
             let flow = self.flow_wait.clone();
             tokio::select! {
-                r = io.fill(), if flow.is_none() => match r {
+                r = io.fill(), if flow.is_none() && !self.blocked => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
-                    Ok(_) => {
+                    Ok(n) => {
                         last_read = Instant::now();
+                        self.info.recv_oct.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        self.info.recv_cnt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.process_frames(&mut io.rbuf);
                     }
                 },
+                r = alarms.changed() => {
+                    if r.is_ok() {
+                        let mask = *alarms.borrow_and_update();
+                        if self.on_alarm_change(mask) {
+                            // Not read while blocked: that silence is ours, not the client's.
+                            last_read = Instant::now();
+                        }
+                    }
+                }
                 Some(ev) = events.recv(), if !backlogged => {
                     self.handle_event(ev);
                     for _ in 0..255 {
@@ -270,7 +321,7 @@ impl Conn {
                         }
                     }
                     if let Some(hb) = hb {
-                        if last_read.elapsed() > hb * 2 {
+                        if !self.blocked && last_read.elapsed() > hb * 2 {
                             return "missed heartbeats from client".into();
                         }
                         let w = self.out.written.load(std::sync::atomic::Ordering::Relaxed);
@@ -281,6 +332,7 @@ impl Conn {
                     }
                 }
                 _ = shutdown.changed(), if !self.closing => {
+                    self.info.set_state(ConnState::Closing);
                     self.close_connection(AmqpError::connection_forced(
                         "broker forced connection closure with reason 'shutdown'",
                     ));
@@ -291,6 +343,69 @@ impl Conn {
                 tick = tokio::time::interval(Duration::from_millis(250));
             }
         }
+    }
+
+    /// A publish is being handled: if an alarm is on, this connection is blocked once the batch
+    /// is done (RabbitMQ blocks publishing connections only). One relaxed load per publish.
+    #[inline]
+    pub(super) fn check_alarm(&mut self) {
+        if self.broker.alarms.active() != 0 {
+            self.block_pending = true;
+        }
+    }
+
+    /// Stop reading the socket and tell the client why (if it understands connection.blocked).
+    fn block(&mut self) {
+        self.block_pending = false;
+        let mask = self.broker.alarms.active();
+        if self.blocked || mask == 0 || self.closing {
+            return;
+        }
+        self.blocked = true;
+        self.info.set_state(ConnState::Blocked);
+        if self.caps.connection_blocked {
+            let reason = crate::broker::alarms::reason(mask);
+            self.send(
+                0,
+                AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Blocked(
+                    amq_protocol::protocol::connection::Blocked {
+                        reason: reason.into(),
+                    },
+                )),
+            );
+            self.sent_blocked = true;
+        }
+        tracing::info!(peer = %self.peer, "connection blocked: {}", crate::broker::alarms::reason(mask));
+        self.end_batch();
+    }
+
+    /// The alarms changed to `mask`. Returns true when this unblocked the connection.
+    fn on_alarm_change(&mut self, mask: u8) -> bool {
+        if self.closing {
+            return false;
+        }
+        if mask != 0 {
+            if !self.blocked {
+                self.info.set_state(ConnState::Blocking);
+            }
+            return false;
+        }
+        self.info.set_state(ConnState::Running);
+        if !self.blocked {
+            return false;
+        }
+        self.blocked = false;
+        if self.sent_blocked {
+            self.sent_blocked = false;
+            self.send(
+                0,
+                AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Unblocked(
+                    amq_protocol::protocol::connection::Unblocked {},
+                )),
+            );
+        }
+        tracing::info!(peer = %self.peer, "connection unblocked");
+        true
     }
 
     /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.

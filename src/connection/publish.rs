@@ -7,6 +7,7 @@ use super::Conn;
 use crate::broker::message::Message;
 use crate::broker::persist::ConfirmWaiter;
 use crate::broker::queue::{ttl, Enqueued};
+use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::frame::RawFrame;
 use crate::protocol::hot::{self, ContentHeader, Publish};
@@ -19,6 +20,7 @@ impl Conn {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        self.check_alarm();
         let ch = self.ch(chan)?;
         if ch.confirm {
             ch.publish_seq += 1;
@@ -163,13 +165,23 @@ impl Conn {
             body,
             dead_lettered: false,
         };
-        ex.published_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ex.stats.inc(Stat::PublishIn);
         let mut targets = std::mem::take(&mut self.route_out);
         targets.clear();
         self.vhost
             .route(&ex, &msg, &mut targets, &mut self.route_seen);
         let returned = targets.is_empty() && p.mandatory;
+        {
+            let stats = &self.ch(chan)?.info.stats;
+            stats.inc(Stat::Publish);
+            if !targets.is_empty() {
+                ex.stats.inc(Stat::PublishOut);
+            } else if returned {
+                stats.inc(Stat::ReturnUnroutable);
+            } else {
+                stats.inc(Stat::DropUnroutable);
+            }
+        }
         if returned {
             // As RabbitMQ: a returned message's ack directly follows its return, with every
             // earlier publish acked before it. Clients (lapin, the Java client) pair a return
@@ -316,6 +328,9 @@ impl Conn {
                     hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
                 }
                 hot::encode_confirm_nack(&mut self.wbuf, chan, p.seq, false);
+                ch.info
+                    .stats
+                    .add(Stat::Confirm, p.seq.saturating_sub(ch.confirmed));
                 ch.confirmed = p.seq;
             } else {
                 dirty = true;
@@ -349,6 +364,9 @@ impl Conn {
             if ch.confirm_upto > ch.confirmed {
                 let multiple = ch.confirm_upto - ch.confirmed > 1;
                 hot::encode_confirm_ack(&mut self.wbuf, chan, ch.confirm_upto, multiple);
+                ch.info
+                    .stats
+                    .add(Stat::Confirm, ch.confirm_upto - ch.confirmed);
                 ch.confirmed = ch.confirm_upto;
             }
         }

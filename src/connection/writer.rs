@@ -64,7 +64,11 @@ impl OutBuf {
 }
 
 /// Run the writer until the buffer is closed and empty, or a write fails.
-pub async fn run<W: AsyncWrite + Unpin>(out: Arc<OutBuf>, mut w: W) {
+pub async fn run<W: AsyncWrite + Unpin>(
+    out: Arc<OutBuf>,
+    mut w: W,
+    info: Arc<crate::broker::registry::ConnectionInfo>,
+) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
     loop {
         {
@@ -91,6 +95,8 @@ pub async fn run<W: AsyncWrite + Unpin>(out: Arc<OutBuf>, mut w: W) {
         spare.clear();
         out.queued.fetch_sub(n, Ordering::Relaxed);
         out.written.fetch_add(n as u64, Ordering::Relaxed);
+        info.send_oct.fetch_add(n as u64, Ordering::Relaxed);
+        info.send_cnt.fetch_add(1, Ordering::Relaxed);
         out.drained.notify_one();
     }
     let _ = w.flush().await;

@@ -14,6 +14,11 @@
 //! - `bindings_by_dest`: (vhost, kind, dest, source, routing key, arguments) → `bindings` key, a
 //!   reverse index so deleting a queue or exchange finds the bindings to it without a full scan
 //! - `vhosts`: name → (); `meta`: schema version and the next queue id.
+//! - `vhost_defs`: name → [`VhostDef`]; `users`: name → [`UserDef`]; `permissions`: (user,
+//!   vhost) → [`PermissionDef`]: what the HTTP API changed at run time. Each may be a tombstone
+//!   (`deleted: true`), so that deleting a vhost, user or permission that the config file
+//!   bootstraps stays deleted across restarts. (Tables added later than schema 1: opening an
+//!   older file just creates them.)
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +81,48 @@ pub struct BindingDef {
     pub arguments: FieldTable,
 }
 
+/// A vhost created (or deleted: `deleted`) through the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct VhostDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub default_queue_type: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A user created or changed (or deleted: `deleted`) through the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UserDef {
+    pub name: String,
+    /// RabbitMQ's `rabbit_password_hashing_sha256` hash (base64).
+    #[serde(default)]
+    pub password_hash: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A user's permissions in a vhost (or their removal: `deleted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PermissionDef {
+    pub user: String,
+    pub vhost: String,
+    #[serde(default)]
+    pub configure: String,
+    #[serde(default)]
+    pub write: String,
+    #[serde(default)]
+    pub read: String,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
 /// Everything in the store, read from one snapshot; each list is in key order (shorter names
 /// first, not alphabetical), so callers should not rely on any order.
 #[derive(Debug, Default)]
@@ -84,6 +131,9 @@ pub struct Loaded {
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
     pub vhosts: Vec<String>,
+    pub vhost_defs: Vec<VhostDef>,
+    pub users: Vec<UserDef>,
+    pub permissions: Vec<PermissionDef>,
 }
 
 /// A failed store operation, naming the database file and the operation; the broker turns it
@@ -122,6 +172,9 @@ const BINDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bindings")
 const BINDINGS_BY_DEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bindings_by_dest");
 const VHOSTS: TableDefinition<&str, ()> = TableDefinition::new("vhosts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const VHOST_DEFS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vhost_defs");
+const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
+const PERMISSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("permissions");
 /// Bumped when the layout above changes, so an old build refuses a newer file instead of
 /// misreading it.
 const SCHEMA_VERSION: u64 = 1;
@@ -289,7 +342,15 @@ impl Definitions {
             {
                 // Opening a table in a write transaction creates it; after this, readers can
                 // open every table without a "does not exist" case.
-                for t in [EXCHANGES, QUEUES, BINDINGS, BINDINGS_BY_DEST] {
+                for t in [
+                    EXCHANGES,
+                    QUEUES,
+                    BINDINGS,
+                    BINDINGS_BY_DEST,
+                    VHOST_DEFS,
+                    USERS,
+                    PERMISSIONS,
+                ] {
                     txn.open_table(t)?;
                 }
                 txn.open_table(VHOSTS)?;
@@ -406,6 +467,37 @@ impl Definitions {
         })
     }
 
+    /// Stores a vhost's definition (or its tombstone).
+    pub fn put_vhost_def(&self, d: &VhostDef) -> Result<(), DefinitionsError> {
+        self.write("put_vhost_def", |txn| {
+            let value = encode("vhost", d)?;
+            txn.open_table(VHOST_DEFS)?
+                .insert(key(&[d.name.as_bytes()]).as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Stores a user (or its tombstone).
+    pub fn put_user(&self, d: &UserDef) -> Result<(), DefinitionsError> {
+        self.write("put_user", |txn| {
+            let value = encode("user", d)?;
+            txn.open_table(USERS)?
+                .insert(key(&[d.name.as_bytes()]).as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Stores a permission (or its tombstone).
+    pub fn put_permission(&self, d: &PermissionDef) -> Result<(), DefinitionsError> {
+        self.write("put_permission", |txn| {
+            let value = encode("permission", d)?;
+            let k = key(&[d.user.as_bytes(), d.vhost.as_bytes()]);
+            txn.open_table(PERMISSIONS)?
+                .insert(k.as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
     /// Hands out the next queue id (1, 2, …), committed before it is returned, so no id is ever
     /// handed out twice, even across a crash; an id taken by a declare that then failed is
     /// simply skipped.
@@ -432,6 +524,9 @@ impl Definitions {
                 queues: read_all(&txn.open_table(QUEUES)?, "queue")?,
                 bindings: read_all(&txn.open_table(BINDINGS)?, "binding")?,
                 vhosts,
+                vhost_defs: read_all(&txn.open_table(VHOST_DEFS)?, "vhost")?,
+                users: read_all(&txn.open_table(USERS)?, "user")?,
+                permissions: read_all(&txn.open_table(PERMISSIONS)?, "permission")?,
             })
         };
         read().map_err(|e| e.context(&self.path, "load"))

@@ -420,3 +420,54 @@ fn measure_put_queue_commit_time() {
     );
     assert_eq!(defs.load().unwrap().queues.len(), n as usize);
 }
+
+#[test]
+fn users_vhosts_and_permissions_survive_reopen_with_tombstones() {
+    use super::{PermissionDef, UserDef, VhostDef};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("defs.redb");
+    {
+        let defs = Definitions::open(&path).unwrap();
+        defs.put_vhost_def(&VhostDef {
+            name: "prod".into(),
+            description: "production".into(),
+            ..VhostDef::default()
+        })
+        .unwrap();
+        defs.put_user(&UserDef {
+            name: "app".into(),
+            password_hash: "x".into(),
+            tags: vec!["management".into()],
+            deleted: false,
+        })
+        .unwrap();
+        defs.put_user(&UserDef {
+            name: "guest".into(),
+            deleted: true,
+            ..UserDef::default()
+        })
+        .unwrap();
+        let p = PermissionDef {
+            user: "app".into(),
+            vhost: "prod".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+            deleted: false,
+        };
+        defs.put_permission(&p).unwrap();
+        // Replaced, not added.
+        defs.put_permission(&PermissionDef {
+            read: "^r".into(),
+            ..p
+        })
+        .unwrap();
+    }
+    let l = Definitions::open(&path).unwrap().load().unwrap();
+    assert_eq!(l.vhost_defs.len(), 1);
+    assert_eq!(l.vhost_defs[0].description, "production");
+    assert_eq!(l.users.len(), 2);
+    assert!(l.users.iter().any(|u| u.name == "guest" && u.deleted));
+    assert_eq!(l.permissions.len(), 1);
+    assert_eq!(l.permissions[0].read, "^r");
+}

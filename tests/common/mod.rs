@@ -5,6 +5,7 @@
 
 pub mod durability;
 pub mod features;
+pub mod http;
 pub mod queues;
 pub mod raw;
 pub mod routing;
@@ -57,6 +58,25 @@ impl Broker {
 
     pub fn addr(&self) -> std::net::SocketAddr {
         self.handle.as_ref().expect("running").amqp_addr()
+    }
+
+    /// The HTTP API's address (management API, /metrics, dashboard).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.handle
+            .as_ref()
+            .expect("running")
+            .http_addr()
+            .expect("HTTP enabled")
+    }
+
+    /// An HTTP API client as guest/guest.
+    pub fn http(&self) -> http::Http {
+        http::Http::new(self.http_addr(), "guest", "guest")
+    }
+
+    /// The broker itself (for the alarm test hooks).
+    pub fn broker(&self) -> &std::sync::Arc<warren::broker::Broker> {
+        self.handle.as_ref().expect("running").broker()
     }
 
     pub fn url(&self) -> String {

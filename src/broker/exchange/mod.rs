@@ -9,12 +9,13 @@ pub mod topic;
 
 use crate::broker::message::Message;
 use crate::broker::queue::Queue;
+use crate::broker::stats::{MsgStats, Rates};
 use crate::protocol::properties;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use headers_index::HeadersIndex;
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use topic::TopicTrie;
 
@@ -101,7 +102,9 @@ pub struct Exchange {
     pub alternate: Option<Arc<str>>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
-    pub published_in: AtomicU64,
+    /// publish_in / publish_out counts (relaxed increments only).
+    pub stats: MsgStats,
+    pub rates: Rates,
 }
 
 /// The message's headers table, decoded at most once per publish and only if a headers exchange
@@ -133,7 +136,8 @@ impl Exchange {
             alternate,
             bindings: RwLock::new(Bindings::default()),
             deleted: AtomicBool::new(false),
-            published_in: AtomicU64::new(0),
+            stats: MsgStats::default(),
+            rates: Rates::default(),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::broker::deadletter::{self, Reason};
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::Persistence;
 use crate::broker::persist::{ConfirmWaiter, SyncTicket};
+use crate::broker::stats::{MsgStats, Rates, Stat};
 use crate::broker::stream::StreamQueue;
 use crate::broker::vhost::VHost;
 use crate::error::{AmqpError, AmqpResult};
@@ -29,7 +30,7 @@ use classic::{ClassicState, Dead};
 use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec, Delivery};
 use log::{QueueLog, Restored};
 use parking_lot::{Mutex, MutexGuard};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::sync::{Arc, Weak};
 
@@ -45,15 +46,6 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
-/// Counters read by the stats endpoint; relaxed increments only.
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    pub published: AtomicU64,
-    pub delivered: AtomicU64,
-    pub acked: AtomicU64,
-    pub redelivered: AtomicU64,
-}
-
 /// One queue in a vhost.
 #[derive(Debug)]
 pub struct Queue {
@@ -64,7 +56,10 @@ pub struct Queue {
     pub owner: Option<u64>,
     state: Mutex<ClassicState>,
     deleted: AtomicBool,
-    pub counters: QueueCounters,
+    /// Message counts for the stats endpoint; relaxed increments only.
+    pub stats: MsgStats,
+    /// Sampled counts and depths, for rates.
+    pub rates: Rates,
     /// The message log of a durable queue (persistent messages are written here).
     pub log: Option<Arc<QueueLog>>,
     /// Store id of a durable queue (names its log directory).
@@ -124,7 +119,8 @@ impl Queue {
             owner,
             state: Mutex::new(ClassicState::new(lanes)),
             deleted: AtomicBool::new(false),
-            counters: QueueCounters::default(),
+            stats: MsgStats::default(),
+            rates: Rates::default(),
             log: None,
             store_id: 0,
             mem_limit: u64::MAX,
@@ -270,7 +266,7 @@ impl Queue {
     pub fn enqueue(self: &Arc<Self>, msg: Message) -> std::io::Result<Enqueued> {
         if let Some(s) = &self.stream {
             let ticket = s.publish(&msg)?;
-            self.counters.published.fetch_add(1, Relaxed);
+            self.stats.inc(Stat::Publish);
             return Ok(Enqueued::Stored(s.fsync_confirms.then_some(ticket)));
         }
         let f = self.features.as_deref();
@@ -338,7 +334,7 @@ impl Queue {
         }
         st.check_high(self);
         self.unlock(st);
-        self.counters.published.fetch_add(1, Relaxed);
+        self.stats.inc(Stat::Publish);
         Ok(Enqueued::Stored(ticket))
     }
 
@@ -349,6 +345,7 @@ impl Queue {
         let mut st = self.state.lock();
         let Some(m) = st.pop_live(self, &mut 0) else {
             self.unlock(st);
+            self.stats.inc(Stat::GetEmpty);
             return None;
         };
         if !no_ack {
@@ -364,7 +361,11 @@ impl Queue {
         let left = u32::try_from(st.len()).unwrap_or(u32::MAX);
         st.check_low(self, 1);
         self.unlock(st);
-        self.counters.delivered.fetch_add(1, Relaxed);
+        self.stats
+            .inc(if no_ack { Stat::GetNoAck } else { Stat::Get });
+        if m.redelivered {
+            self.stats.inc(Stat::Redeliver);
+        }
         Some((m, left))
     }
 
@@ -451,7 +452,7 @@ impl Queue {
         let mut st = self.state.lock();
         if manual {
             st.unacked = st.unacked.saturating_sub(u64::from(n));
-            self.counters.acked.fetch_add(u64::from(n), Relaxed);
+            self.stats.add(Stat::Ack, u64::from(n));
         }
         if let Some(id) = consumer_id {
             if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
@@ -520,7 +521,6 @@ impl Queue {
                 c.outstanding = c.outstanding.saturating_sub(n);
             }
         }
-        self.counters.redelivered.fetch_add(u64::from(n), Relaxed);
         st.dispatch(self);
         self.unlock(st);
     }

@@ -1,0 +1,303 @@
+//! Who may use which vhost, and the run-time administration of vhosts, users and permissions
+//! (the HTTP API's PUT and DELETE). Changes are written to the definitions store before they
+//! take effect, as tombstones when they delete something, so that the config file only
+//! bootstraps: what the API changed survives a restart.
+//!
+//! Permissions carry RabbitMQ's configure/write/read patterns and are reported as set; warren
+//! enforces them per vhost (a user with any permission in a vhost may open it).
+
+use crate::auth::User;
+use crate::broker::Broker;
+use crate::store::definitions::{Loaded, PermissionDef, UserDef, VhostDef};
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why an administrative change was refused; the HTTP layer picks the status.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+/// A user's permissions in one vhost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Permission {
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+impl Permission {
+    /// `.*` for all three: what the config file's vhost grants mean.
+    pub fn full() -> Permission {
+        Permission {
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }
+    }
+}
+
+/// Permissions by (user, vhost), and vhost descriptions.
+#[derive(Debug, Default)]
+pub struct Access {
+    perms: RwLock<BTreeMap<(String, String), Permission>>,
+    vhost_meta: RwLock<BTreeMap<String, VhostDef>>,
+}
+
+impl Access {
+    /// Config grants for `vhosts`, then what the store says (stored entries win).
+    pub fn bootstrap(users: &[Arc<User>], vhosts: &[String], loaded: &Loaded) -> Access {
+        let a = Access::default();
+        {
+            let mut p = a.perms.write();
+            for u in users {
+                for v in vhosts {
+                    if u.can_access_vhost(v) {
+                        p.insert((u.name.clone(), v.clone()), Permission::full());
+                    }
+                }
+            }
+            for d in &loaded.permissions {
+                let k = (d.user.clone(), d.vhost.clone());
+                if d.deleted {
+                    p.remove(&k);
+                } else {
+                    p.insert(
+                        k,
+                        Permission {
+                            configure: d.configure.clone(),
+                            write: d.write.clone(),
+                            read: d.read.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        let mut m = a.vhost_meta.write();
+        for d in loaded.vhost_defs.iter().filter(|d| !d.deleted) {
+            m.insert(d.name.clone(), d.clone());
+        }
+        drop(m);
+        a
+    }
+
+    pub fn permission(&self, user: &str, vhost: &str) -> Option<Permission> {
+        self.perms
+            .read()
+            .get(&(user.to_string(), vhost.to_string()))
+            .cloned()
+    }
+
+    /// Every permission as (user, vhost, permission), by user then vhost.
+    pub fn permissions(&self) -> Vec<(String, String, Permission)> {
+        self.perms
+            .read()
+            .iter()
+            .map(|((u, v), p)| (u.clone(), v.clone(), p.clone()))
+            .collect()
+    }
+
+    /// The description and tags of a vhost (empty for the config's vhosts).
+    pub fn vhost_meta(&self, vhost: &str) -> VhostDef {
+        self.vhost_meta
+            .read()
+            .get(vhost)
+            .cloned()
+            .unwrap_or_else(|| VhostDef {
+                name: vhost.to_string(),
+                description: if vhost == "/" {
+                    "Default virtual host".into()
+                } else {
+                    String::new()
+                },
+                ..VhostDef::default()
+            })
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> AdminError {
+    AdminError::Store(format!("storage failure: {e}"))
+}
+
+/// Vhost names RabbitMQ would accept: not empty, at most 255 bytes.
+fn check_name(what: &str, name: &str) -> Result<(), AdminError> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(AdminError::BadRequest(format!(
+            "{what} name must be 1 to 255 bytes long"
+        )));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// May `user` open `vhost`?
+    pub fn can_access(&self, user: &User, vhost: &str) -> bool {
+        self.access.permission(&user.name, vhost).is_some()
+    }
+
+    /// Create a vhost, or update its description; true if it was created.
+    pub fn put_vhost(&self, def: VhostDef, creator: Option<&str>) -> Result<bool, AdminError> {
+        check_name("vhost", &def.name)?;
+        let name = def.name.clone();
+        let created = self.vhost(&name).is_none();
+        self.persist
+            .defs
+            .put_vhost_def(&VhostDef {
+                deleted: false,
+                ..def.clone()
+            })
+            .map_err(store_err)?;
+        self.access.vhost_meta.write().insert(name.clone(), def);
+        if created {
+            self.add_vhost(&name);
+            // Users whose config grants every vhost get this one too, and so does the user who
+            // created it through the API (as RabbitMQ's management API does).
+            let mut grant: Vec<String> = self
+                .users
+                .list()
+                .iter()
+                .filter(|u| u.grants_all_vhosts())
+                .map(|u| u.name.clone())
+                .collect();
+            if let Some(c) = creator {
+                if !grant.iter().any(|g| g == c) {
+                    self.set_permission(c, &name, Permission::full())?;
+                }
+            }
+            let mut p = self.access.perms.write();
+            for u in grant.drain(..) {
+                p.entry((u, name.clone())).or_insert_with(Permission::full);
+            }
+        }
+        Ok(created)
+    }
+
+    /// Delete a vhost with everything in it; its connections are closed.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), AdminError> {
+        let Some(v) = self.vhost(name) else {
+            return Err(AdminError::NotFound(format!("vhost '{name}' not found")));
+        };
+        self.persist
+            .defs
+            .put_vhost_def(&VhostDef {
+                name: name.to_string(),
+                deleted: true,
+                ..VhostDef::default()
+            })
+            .map_err(store_err)?;
+        self.remove_vhost(name);
+        self.access.vhost_meta.write().remove(name);
+        self.access.perms.write().retain(|(_, vn), _| vn != name);
+        for c in self.registry.list() {
+            if &*c.meta.vhost == name {
+                c.close("vhost deleted");
+            }
+        }
+        v.delete_everything();
+        Ok(())
+    }
+
+    /// Create or replace a user (password hash and tags); true if created.
+    pub fn put_user(&self, name: &str, hash: &str, tags: Vec<String>) -> Result<bool, AdminError> {
+        check_name("user", name)?;
+        let old = self.users.get(name);
+        let Some(user) = User::from_hash(name, hash, tags.clone(), old.as_deref()) else {
+            return Err(AdminError::BadRequest(
+                "password_hash is not a rabbit_password_hashing_sha256 hash".into(),
+            ));
+        };
+        self.persist
+            .defs
+            .put_user(&UserDef {
+                name: name.to_string(),
+                password_hash: hash.to_string(),
+                tags,
+                deleted: false,
+            })
+            .map_err(store_err)?;
+        self.users.put(user);
+        Ok(old.is_none())
+    }
+
+    /// Delete a user and their permissions; their connections stay (as in RabbitMQ).
+    pub fn delete_user(&self, name: &str) -> Result<(), AdminError> {
+        if self.users.get(name).is_none() {
+            return Err(AdminError::NotFound(format!("user '{name}' not found")));
+        }
+        self.persist
+            .defs
+            .put_user(&UserDef {
+                name: name.to_string(),
+                deleted: true,
+                ..UserDef::default()
+            })
+            .map_err(store_err)?;
+        self.users.remove(name);
+        let gone: Vec<String> = self
+            .access
+            .permissions()
+            .into_iter()
+            .filter(|(u, _, _)| u == name)
+            .map(|(_, v, _)| v)
+            .collect();
+        for v in gone {
+            self.clear_permission(name, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Set a user's permissions in a vhost (both must exist).
+    pub fn set_permission(&self, user: &str, vhost: &str, p: Permission) -> Result<(), AdminError> {
+        if self.users.get(user).is_none() {
+            return Err(AdminError::BadRequest(format!("user '{user}' not found")));
+        }
+        if self.vhost(vhost).is_none() {
+            return Err(AdminError::BadRequest(format!("vhost '{vhost}' not found")));
+        }
+        self.persist
+            .defs
+            .put_permission(&PermissionDef {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+                configure: p.configure.clone(),
+                write: p.write.clone(),
+                read: p.read.clone(),
+                deleted: false,
+            })
+            .map_err(store_err)?;
+        self.access
+            .perms
+            .write()
+            .insert((user.to_string(), vhost.to_string()), p);
+        Ok(())
+    }
+
+    /// Remove a user's permissions in a vhost.
+    pub fn clear_permission(&self, user: &str, vhost: &str) -> Result<(), AdminError> {
+        if self.access.permission(user, vhost).is_none() {
+            return Err(AdminError::NotFound(format!(
+                "no permissions for user '{user}' in vhost '{vhost}'"
+            )));
+        }
+        self.persist
+            .defs
+            .put_permission(&PermissionDef {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+                deleted: true,
+                ..PermissionDef::default()
+            })
+            .map_err(store_err)?;
+        self.access
+            .perms
+            .write()
+            .remove(&(user.to_string(), vhost.to_string()));
+        Ok(())
+    }
+}

@@ -1,0 +1,285 @@
+//! `warren ctl`: an operator's command line over the HTTP management API (list, purge,
+//! delete, close connections, export and import definitions), as a table or `--json`.
+
+mod client;
+mod table;
+
+use clap::{Args, Subcommand, ValueEnum};
+pub use client::{seg, Client, CtlError};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+/// Options shared by every `warren ctl` command.
+#[derive(Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// Base URL of the management API.
+    #[arg(long, default_value = "http://127.0.0.1:15672", env = "WARREN_URL")]
+    pub url: String,
+    /// User name.
+    #[arg(long, default_value = "guest", env = "WARREN_USER")]
+    pub user: String,
+    /// Password.
+    #[arg(
+        long,
+        default_value = "guest",
+        env = "WARREN_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What can be listed.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum Resource {
+    Queues,
+    Exchanges,
+    Connections,
+    Channels,
+    Consumers,
+    Bindings,
+    Users,
+    Vhosts,
+    Permissions,
+}
+
+impl Resource {
+    fn name(self) -> &'static str {
+        match self {
+            Resource::Queues => "queues",
+            Resource::Exchanges => "exchanges",
+            Resource::Connections => "connections",
+            Resource::Channels => "channels",
+            Resource::Consumers => "consumers",
+            Resource::Bindings => "bindings",
+            Resource::Users => "users",
+            Resource::Vhosts => "vhosts",
+            Resource::Permissions => "permissions",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CtlCommand {
+    /// Node totals and message rates.
+    Overview,
+    /// List queues, exchanges, connections, channels, consumers, bindings, users, vhosts or
+    /// permissions.
+    List {
+        resource: Resource,
+        /// Only this vhost (queues, exchanges, connections, channels, consumers, bindings).
+        #[arg(long)]
+        vhost: Option<String>,
+    },
+    /// Remove every ready message from a queue.
+    PurgeQueue {
+        name: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Delete a queue.
+    DeleteQueue {
+        name: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+        /// Only if it has no consumers.
+        #[arg(long)]
+        if_unused: bool,
+        /// Only if it holds no messages.
+        #[arg(long)]
+        if_empty: bool,
+    },
+    /// Delete an exchange.
+    DeleteExchange {
+        name: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Close a connection (by the name `list connections` shows) with 320 CONNECTION_FORCED.
+    CloseConnection {
+        name: String,
+        #[arg(long, default_value = "Closed via warren ctl")]
+        reason: String,
+    },
+    /// Write the broker's definitions (RabbitMQ's format) to a file, or stdout.
+    Export { file: Option<std::path::PathBuf> },
+    /// Load definitions (RabbitMQ's format) from a file, or `-` for stdin.
+    Import { file: std::path::PathBuf },
+}
+
+/// Run a `warren ctl` command; errors are printed and give exit status 1 (2 for usage).
+pub fn run(args: CtlArgs) -> ExitCode {
+    match execute(&args) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warren ctl: {e}");
+            ExitCode::from(if matches!(e, CtlError::Usage(_)) {
+                2
+            } else {
+                1
+            })
+        }
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Run a command and return what it prints.
+pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
+    let c = Client::new(&a.url, &a.user, &a.password);
+    let done = |what: String| -> String {
+        if a.json {
+            pretty(&serde_json::json!({"ok": true, "done": what}))
+        } else {
+            format!("{what}\n")
+        }
+    };
+    match &a.command {
+        CtlCommand::Overview => {
+            let o = c.get("/api/overview")?;
+            if a.json {
+                return Ok(pretty(&o));
+            }
+            let ms = &o["message_stats"];
+            let mut out = format!(
+                "node {}  version {}  uptime {} s\n",
+                o["node"].as_str().unwrap_or(""),
+                o["product_version"].as_str().unwrap_or(""),
+                o["uptime"].as_u64().unwrap_or(0) / 1000
+            );
+            let t = &o["object_totals"];
+            out.push_str(&format!(
+                "connections {}  channels {}  queues {}  consumers {}  exchanges {}\n",
+                t["connections"], t["channels"], t["queues"], t["consumers"], t["exchanges"]
+            ));
+            let q = &o["queue_totals"];
+            out.push_str(&format!(
+                "messages {}  ready {}  unacked {}\n",
+                q["messages"], q["messages_ready"], q["messages_unacknowledged"]
+            ));
+            out.push_str(&format!(
+                "publish {} ({}/s)  deliver/get {} ({}/s)  ack {} ({}/s)\n",
+                ms["publish"],
+                ms["publish_details"]["rate"],
+                ms["deliver_get"],
+                ms["deliver_get_details"]["rate"],
+                ms["ack"],
+                ms["ack_details"]["rate"]
+            ));
+            Ok(out)
+        }
+        CtlCommand::List { resource, vhost } => {
+            let r = resource.name();
+            let path = match (resource, vhost) {
+                (Resource::Connections | Resource::Channels, Some(v)) => {
+                    format!("/api/vhosts/{}/{r}", seg(v))
+                }
+                (Resource::Users | Resource::Vhosts | Resource::Permissions, Some(_)) => {
+                    return Err(CtlError::Usage(format!("--vhost does not apply to {r}")))
+                }
+                (_, Some(v)) => format!("/api/{r}/{}", seg(v)),
+                (_, None) => format!("/api/{r}"),
+            };
+            let list = c.get(&path)?;
+            if a.json {
+                return Ok(pretty(&list));
+            }
+            let rows = list.as_array().cloned().unwrap_or_default();
+            Ok(table::render(&rows, table::columns(r)))
+        }
+        CtlCommand::PurgeQueue { name, vhost } => {
+            c.call(
+                "DELETE",
+                &format!("/api/queues/{}/{}/contents", seg(vhost), seg(name)),
+                None,
+                &[],
+            )?;
+            Ok(done(format!("purged queue '{name}' in vhost '{vhost}'")))
+        }
+        CtlCommand::DeleteQueue {
+            name,
+            vhost,
+            if_unused,
+            if_empty,
+        } => {
+            let mut path = format!("/api/queues/{}/{}", seg(vhost), seg(name));
+            let mut q = Vec::new();
+            if *if_unused {
+                q.push("if-unused=true");
+            }
+            if *if_empty {
+                q.push("if-empty=true");
+            }
+            if !q.is_empty() {
+                path = format!("{path}?{}", q.join("&"));
+            }
+            c.call("DELETE", &path, None, &[])?;
+            Ok(done(format!("deleted queue '{name}' in vhost '{vhost}'")))
+        }
+        CtlCommand::DeleteExchange { name, vhost } => {
+            c.call(
+                "DELETE",
+                &format!("/api/exchanges/{}/{}", seg(vhost), seg(name)),
+                None,
+                &[],
+            )?;
+            Ok(done(format!(
+                "deleted exchange '{name}' in vhost '{vhost}'"
+            )))
+        }
+        CtlCommand::CloseConnection { name, reason } => {
+            c.call(
+                "DELETE",
+                &format!("/api/connections/{}", seg(name)),
+                None,
+                &[("x-reason", reason)],
+            )?;
+            Ok(done(format!("closed connection '{name}'")))
+        }
+        CtlCommand::Export { file } => {
+            let defs = c.get("/api/definitions")?;
+            let text = pretty(&defs);
+            match file {
+                Some(f) => {
+                    std::fs::write(f, &text).map_err(|e| {
+                        CtlError::Usage(format!("cannot write {}: {e}", f.display()))
+                    })?;
+                    Ok(done(format!("definitions written to {}", f.display())))
+                }
+                None => Ok(text),
+            }
+        }
+        CtlCommand::Import { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map_err(|e| CtlError::Usage(format!("cannot read stdin: {e}")))?;
+                s
+            } else {
+                std::fs::read_to_string(file)
+                    .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", file.display())))?
+            };
+            let defs: Value = serde_json::from_str(&text)
+                .map_err(|e| CtlError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            c.call("POST", "/api/definitions", Some(&defs), &[])?;
+            Ok(done(format!(
+                "definitions imported from {}",
+                file.display()
+            )))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! HTTP basic authentication against warren's users, and what their tags allow, as RabbitMQ's
+//! management plugin has it: a user needs one of the management tags to use the API at all
+//! (else 401 "Not management user"); `management` and `policymaker` users see and change only
+//! the vhosts they have permissions in, and only their own connections; `monitoring` users see
+//! everything but change nothing; `administrator` users do anything.
+
+use super::error::{ApiError, ApiResult};
+use crate::auth::User;
+use crate::broker::Broker;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use std::sync::Arc;
+
+/// The authenticated user of a request.
+pub struct Auth {
+    pub user: Arc<User>,
+    broker: Arc<Broker>,
+}
+
+const MANAGEMENT_TAGS: &[&str] = &["administrator", "monitoring", "policymaker", "management"];
+
+impl Auth {
+    pub fn is_admin(&self) -> bool {
+        self.user.has_tag("administrator")
+    }
+
+    /// Sees every vhost and connection.
+    pub fn sees_all(&self) -> bool {
+        self.is_admin() || self.user.has_tag("monitoring")
+    }
+
+    /// May change things at all (monitoring-only users may not).
+    fn may_change(&self) -> bool {
+        self.is_admin() || self.user.has_tag("management") || self.user.has_tag("policymaker")
+    }
+
+    /// Administrator only (users, permissions, vhosts, definitions).
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("Not administrator user"))
+        }
+    }
+
+    /// May this user see `vhost`?
+    pub fn can_see(&self, vhost: &str) -> bool {
+        self.sees_all() || self.broker.can_access(&self.user, vhost)
+    }
+
+    /// Reading something in `vhost`: 404 when the vhost does not exist, 403 when not allowed.
+    pub fn read_vhost(&self, vhost: &str) -> ApiResult<Arc<crate::broker::vhost::VHost>> {
+        let v = self.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
+        if !self.can_see(vhost) {
+            return Err(ApiError::forbidden(format!(
+                "access to vhost '{vhost}' refused for user '{}'",
+                self.user.name
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Changing something in `vhost`.
+    pub fn write_vhost(&self, vhost: &str) -> ApiResult<Arc<crate::broker::vhost::VHost>> {
+        let v = self.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
+        if !self.may_change() {
+            return Err(ApiError::forbidden(format!(
+                "user '{}' may only monitor (tag monitoring)",
+                self.user.name
+            )));
+        }
+        if !self.is_admin() && !self.broker.can_access(&self.user, vhost) {
+            return Err(ApiError::forbidden(format!(
+                "access to vhost '{vhost}' refused for user '{}'",
+                self.user.name
+            )));
+        }
+        Ok(v)
+    }
+
+    /// May this user see (or close) a connection of `owner` in `vhost`?
+    pub fn can_see_connection(&self, owner: &str, vhost: &str) -> bool {
+        self.sees_all() || (owner == self.user.name && self.can_see(vhost))
+    }
+
+    /// Closing someone's connection: their own for management users, any for administrators.
+    pub fn may_close_connection(&self, owner: &str) -> bool {
+        self.is_admin() || (self.may_change() && owner == self.user.name)
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn credentials(parts: &Parts) -> Option<Result<(String, String), ()>> {
+    let h = parts.headers.get(header::AUTHORIZATION)?;
+    let parse = || -> Option<(String, String)> {
+        let v = h.to_str().ok()?;
+        let (scheme, rest) = v.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let (u, p) = s.split_once(':')?;
+        Some((u.to_string(), p.to_string()))
+    };
+    Some(parse().ok_or(()))
+}
+
+/// Check the request's credentials and tags.
+pub fn authenticate(broker: &Arc<Broker>, parts: &Parts) -> ApiResult<Auth> {
+    let (name, password) = match credentials(parts) {
+        None => {
+            let mut e = ApiError::unauthorized("Not_Authorized");
+            e.challenge = true;
+            return Err(e);
+        }
+        Some(Err(())) => return Err(ApiError::unauthorized("malformed Authorization header")),
+        Some(Ok(c)) => c,
+    };
+    let Some(user) = broker.users.authenticate(&name, password.as_bytes()) else {
+        return Err(ApiError::unauthorized("Login failed"));
+    };
+    // As for AMQP (and RabbitMQ's loopback_users): guest only from this machine.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if user.name == crate::auth::DEFAULT_USER
+        && broker.config.guest_loopback_only
+        && peer.is_some_and(|ip| !ip.is_loopback())
+    {
+        return Err(ApiError::unauthorized(
+            "user 'guest' can only connect via localhost",
+        ));
+    }
+    if !MANAGEMENT_TAGS.iter().any(|t| user.has_tag(t)) {
+        return Err(ApiError::unauthorized("Not management user"));
+    }
+    Ok(Auth {
+        user,
+        broker: broker.clone(),
+    })
+}
+
+impl FromRequestParts<Arc<Broker>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<Broker>) -> ApiResult<Auth> {
+        authenticate(state, parts)
+    }
+}
