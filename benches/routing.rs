@@ -120,7 +120,7 @@ fn binding_args(mode: &str, n: usize) -> FieldTable {
 
 /// A vhost with `QUEUES` queues `q0..` and one exchange per kind, `bind` deciding each queue's
 /// bindings.
-fn vhost() -> std::sync::Arc<VHost> {
+fn vhost() -> VHost {
     let v = VHost::new("/", None);
     for i in 0..QUEUES {
         let opts = QueueOptions {

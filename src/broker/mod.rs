@@ -6,12 +6,15 @@
 pub mod access;
 pub mod alarms;
 pub mod deadletter;
+pub mod direct_reply;
 pub mod exchange;
 pub mod message;
 pub mod persist;
+pub mod policy;
 pub mod queue;
 pub mod registry;
 pub mod sampler;
+pub mod sender_selected;
 pub mod stats;
 pub mod stream;
 pub mod vhost;
@@ -51,6 +54,8 @@ pub struct Broker {
     /// The listeners' addresses, set once they are bound (for the overview and health checks).
     pub amqp_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub http_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Direct reply-to consumers, by token.
+    pub direct_reply: direct_reply::DirectReply,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -98,9 +103,19 @@ impl Broker {
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = names
             .iter()
-            .map(|v| VHost::new(v, Some(persist.clone())))
+            .map(|v| Arc::new(VHost::new(v, Some(persist.clone()))))
             .collect();
+        for v in &list {
+            v.bind_self();
+        }
         persist.restore(&list)?;
+        for p in &config.policies {
+            if let Some(v) = list.iter().find(|v| *v.name == *p.vhost) {
+                v.set_config_policy(p.to_def()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
+            }
+        }
         for v in list {
             vhosts.insert(v.name.to_string(), v);
         }
@@ -112,6 +127,7 @@ impl Broker {
             vhosts,
             persist,
             next_id: AtomicU64::new(1),
+            direct_reply: direct_reply::DirectReply::default(),
             registry: Registry::default(),
             alarms,
             retired: MsgStats::default(),
@@ -136,7 +152,8 @@ impl Broker {
 
     /// A new, empty vhost (run-time creation).
     fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        let v = VHost::new(name, Some(self.persist.clone()));
+        let v = Arc::new(VHost::new(name, Some(self.persist.clone())));
+        v.bind_self();
         self.vhosts.insert(name.to_string(), v.clone());
         v
     }

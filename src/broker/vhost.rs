@@ -17,6 +17,9 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
 
+mod policies;
+pub use policies::PolicyError;
+
 /// Exchanges every vhost starts with.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("", ExchangeKind::Direct),
@@ -38,8 +41,10 @@ pub struct VHost {
     topology: Mutex<()>,
     /// Where durable definitions and queue logs go (None: nothing is persisted).
     persist: Option<Arc<Persistence>>,
-    /// This vhost, for the queues that route dead letters or delete themselves through it.
-    me: Weak<VHost>,
+    /// This vhost, for tasks that route later (delayed exchanges); set by `bind_self`.
+    me: std::sync::OnceLock<std::sync::Weak<VHost>>,
+    /// Policies (see `policies`); read when a queue or exchange is created or they change.
+    policies: parking_lot::RwLock<Vec<Arc<crate::broker::policy::Policy>>>,
     /// Counts of this vhost's closed connections and of HTTP API publishes; the live
     /// connections' counts are added when someone asks.
     pub stats: MsgStats,
@@ -71,19 +76,16 @@ fn reserved(name: &str) -> bool {
 }
 
 impl VHost {
-    pub fn new(name: &str, persist: Option<Arc<Persistence>>) -> Arc<VHost> {
+    pub fn new(name: &str, persist: Option<Arc<Persistence>>) -> VHost {
         let name: Arc<str> = Arc::from(name);
-        Arc::new_cyclic(|me| VHost::build(name, persist, me.clone()))
-    }
-
-    fn build(name: Arc<str>, persist: Option<Arc<Persistence>>, me: Weak<VHost>) -> VHost {
         let v = VHost {
             name: name.clone(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             topology: Mutex::new(()),
             persist,
-            me,
+            me: std::sync::OnceLock::new(),
+            policies: parking_lot::RwLock::new(Vec::new()),
             stats: MsgStats::default(),
             rates: Rates::default(),
         };
@@ -101,6 +103,21 @@ impl VHost {
             );
         }
         v
+    }
+
+    /// Let the vhost hand out references to itself (call once it is in its `Arc`, before
+    /// restoring or declaring delayed exchanges).
+    pub fn bind_self(self: &Arc<Self>) {
+        let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    pub fn weak(&self) -> Option<std::sync::Weak<VHost>> {
+        self.me.get().cloned()
+    }
+
+    /// A weak reference for queues (dead-letter routing, expiry); dangling before `bind_self`.
+    fn home(&self) -> Weak<VHost> {
+        self.weak().unwrap_or_default()
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
@@ -157,6 +174,21 @@ impl VHost {
             )));
         };
         let opts = opts(kind);
+        if kind == ExchangeKind::Delayed {
+            match ExchangeKind::delayed_type(&opts.arguments) {
+                Some(Ok(_)) => {}
+                Some(Err(t)) => {
+                    return Err(AmqpError::command_invalid(format!(
+                        "unknown exchange type '{t}'"
+                    )))
+                }
+                None => {
+                    return Err(AmqpError::precondition_failed(
+                        "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                    ))
+                }
+            }
+        }
         if let Some(e) = self.exchange(name) {
             let o = &e.options;
             let what = "exchange";
@@ -205,6 +237,10 @@ impl VHost {
             p.save_exchange(&self.name, name, &opts)?;
         }
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        if kind == ExchangeKind::Delayed {
+            crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
+        }
+        self.apply_policy_to_exchange(&e);
         self.exchanges.insert(e.name.clone(), e.clone());
         Ok(e)
     }
@@ -212,6 +248,10 @@ impl VHost {
     /// Put back a durable exchange at start-up.
     pub fn restore_exchange(&self, name: &str, opts: ExchangeOptions) {
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        if e.options.kind == ExchangeKind::Delayed {
+            crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
+        }
+        self.apply_policy_to_exchange(&e);
         self.exchanges.insert(e.name.clone(), e);
     }
 
@@ -225,11 +265,12 @@ impl VHost {
         restored: Restored,
     ) {
         let mut q = Queue::new(self.name.clone(), Arc::from(name), opts, None)
-            .in_vhost(self.me.clone())
+            .in_vhost(self.home())
             .with_log(id, log, Some(restored));
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
+        self.apply_policy_to_queue(&q);
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -285,6 +326,9 @@ impl VHost {
         }
         self.exchanges.remove(&e.name);
         e.mark_deleted();
+        if let Some(d) = e.delayed() {
+            d.close();
+        }
         let dest = Dest::Exchange(e.clone());
         for other in self.exchanges() {
             if other.unbind_dest(&dest) > 0 {
@@ -390,8 +434,13 @@ impl VHost {
         } else {
             Arc::from(name)
         };
+        crate::broker::queue::consumer_opts::check_queue_args(
+            &opts.arguments,
+            &format!("queue '{name}' in vhost '{}'", self.name),
+        )?;
         if is_stream(&opts.arguments) {
             let q = self.new_stream(&name, opts)?;
+            self.apply_policy_to_queue(&q);
             self.queues.insert(name, q.clone());
             return Ok(declared(&q));
         }
@@ -403,14 +452,14 @@ impl VHost {
             }
             _ => None,
         };
-        let mut q =
-            Queue::new(self.name.clone(), name.clone(), opts, owner).in_vhost(self.me.clone());
+        let mut q = Queue::new(self.name.clone(), name.clone(), opts, owner).in_vhost(self.home());
         if let Some((id, log)) = store {
             q = q.with_log(id, log, None);
         }
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
+        self.apply_policy_to_queue(&q);
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
         q.start_timers();
@@ -454,6 +503,7 @@ impl VHost {
     /// Put back a stream queue at start-up.
     pub fn restore_stream(&self, name: &str, opts: QueueOptions, id: u64, s: Arc<StreamQueue>) {
         let q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_stream(id, s);
+        self.apply_policy_to_queue(&q);
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -720,7 +770,7 @@ impl VHost {
             reached |= out.len() > b;
         }
         if !reached {
-            if let Some(ae) = ex.alternate.as_deref().and_then(|n| self.exchange(n)) {
+            if let Some(ae) = ex.alternate_exchange().and_then(|n| self.exchange(&n)) {
                 self.route_into(&ae, msg, hdrs, out, visited);
             }
         }

@@ -2,8 +2,11 @@
 //! deliveries queues push to this connection, and giving messages back when a channel ends.
 
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
+use super::tx::{apply_settle, SettleKind};
 use super::Conn;
+use crate::broker::direct_reply::PSEUDO_QUEUE;
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
+use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::registry::ConsumerInfo;
 use crate::broker::stats::Stat;
 use crate::broker::stream::StreamConsumerSpec;
@@ -17,6 +20,9 @@ use std::sync::Arc;
 
 impl Conn {
     pub(super) fn on_consume(&mut self, chan: u16, c: basic::Consume) -> AmqpResult<()> {
+        if c.queue.as_str() == PSEUDO_QUEUE {
+            return self.consume_reply_to(chan, c);
+        }
         let q = self.vhost.queue_for(c.queue.as_str(), self.id)?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             Arc::from(generate_name("amq.ctag-").as_str())
@@ -25,8 +31,14 @@ impl Conn {
         };
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
+        let cargs = if q.stream.is_none() {
+            consumer_args(&c.arguments, &q.describe())?
+        } else {
+            ConsumerArgs::default()
+        };
+        let timeout_ms = self.consumer_timeout(cargs.timeout_ms, &q);
         let ch = self.ch(chan)?;
-        if ch.find_consumer_tag(&tag).is_some() {
+        if ch.tag_in_use(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
@@ -47,6 +59,7 @@ impl Conn {
                 tag: tag.clone(),
                 queue: q.clone(),
                 no_ack: c.no_ack,
+                timeout_ms,
             },
         );
         let added = match &q.stream {
@@ -78,6 +91,7 @@ impl Conn {
                 no_ack: c.no_ack,
                 exclusive: c.exclusive,
                 prefetch,
+                priority: cargs.priority,
             }),
         };
         if let Err(e) = added {
@@ -97,12 +111,17 @@ impl Conn {
     }
 
     pub(super) fn on_cancel(&mut self, chan: u16, c: basic::Cancel) -> AmqpResult<()> {
+        let reply = self.cancel_reply_to(chan, c.consumer_tag.as_str())?;
         let ch = self.ch(chan)?;
-        if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
+        if reply {
+        } else if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
             if let Some(cc) = ch.consumers.remove(&id) {
                 ch.info.remove_consumer(id);
                 if cc.queue.remove_consumer(id) {
                     self.vhost.drop_queue(&cc.queue);
+                } else if cc.queue.single_active() {
+                    // The next registered consumer is the active one now.
+                    cc.queue.dispatch_now();
                 }
             }
         }
@@ -124,6 +143,8 @@ impl Conn {
             )));
         }
         let frame_max = self.frame_max;
+        let timeout_ms = self.consumer_timeout(None, &q);
+        let now_ms = self.now_ms;
         self.ch(chan)?;
         let Some((m, left)) = q.get(g.no_ack) else {
             self.ch(chan)?.info.stats.inc(Stat::GetEmpty);
@@ -157,16 +178,22 @@ impl Conn {
         hot::encode_content_header(w, chan, m.msg.body.len() as u64, &m.msg.properties);
         hot::encode_body(w, chan, &m.msg.body, frame_max);
         if !g.no_ack {
+            let first = ch.unacked.is_empty();
             ch.unacked.push_back(Unacked {
                 tag,
                 queue: q,
                 consumer: None,
                 message: m,
+                delivered_ms: now_ms,
+                timeout_ms,
             });
             ch.info.unacked.store(
                 ch.unacked.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            if first {
+                self.arm_timeout(timeout_ms);
+            }
         }
         Ok(())
     }
@@ -184,30 +211,20 @@ impl Conn {
                 a.delivery_tag
             )));
         };
-        if method != BASIC_ACK && a.requeue {
-            let items: Vec<Unacked> = ch.unacked.drain(range).collect();
-            for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
-        } else if method != BASIC_ACK
-            && ch
-                .unacked
-                .range(range.clone())
-                .any(|u| u.queue.dead_letters())
-        {
-            // Rejected without requeue from a queue with a dead-letter exchange: that queue
-            // needs the messages themselves.
-            let mut dead = Vec::new();
-            for u in ch.unacked.drain(range) {
-                match u.queue.dead_letters() {
-                    true => dead.push(u),
-                    false => settles.acked(u),
-                }
-            }
-            for_each_run(dead, |q, consumer, msgs| q.reject(consumer, msgs));
+        let kind = match (method, a.requeue) {
+            (BASIC_ACK, _) => SettleKind::Ack,
+            (_, true) => SettleKind::Requeue,
+            (_, false) => SettleKind::Discard,
+        };
+        if let Some(t) = ch.tx.as_mut() {
+            // Applied (and counted) at tx.commit; already gone from the unacked list (acking
+            // the same tag twice is a 406, as RabbitMQ).
+            t.settle(kind, ch.unacked.drain(range));
         } else {
-            if method == BASIC_ACK {
+            if kind == SettleKind::Ack {
                 ch.info.stats.add(Stat::Ack, range.len() as u64);
             }
-            ch.unacked.drain(range).for_each(|u| settles.acked(u));
+            apply_settle(settles, kind, ch.unacked.drain(range));
         }
         ch.info.unacked.store(
             ch.unacked.len() as u64,
@@ -264,6 +281,11 @@ impl Conn {
                     }
                 }
             }
+            ClientEvent::Reply {
+                channel,
+                consumer_id,
+                message,
+            } => self.deliver_reply(channel, consumer_id, message),
             ClientEvent::Close { code, text } => {
                 let e = AmqpError {
                     scope: crate::error::Scope::Connection,
@@ -299,7 +321,7 @@ impl Conn {
             d.queue.clone().give_back(d);
             return;
         };
-        let no_ack = c.no_ack;
+        let (no_ack, timeout_ms) = (c.no_ack, c.timeout_ms);
         let tag = *next_tag;
         *next_tag += 1;
         let m = &d.message;
@@ -330,26 +352,46 @@ impl Conn {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
             self.settles.written(&d.queue, d.consumer_id, &d.message);
         } else {
+            let first = unacked.is_empty();
             unacked.push_back(Unacked {
                 tag,
                 queue: d.queue,
                 consumer: Some(d.consumer_id),
                 message: d.message,
+                delivered_ms: self.now_ms,
+                timeout_ms,
             });
             info.unacked
                 .store(unacked.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if first {
+                self.arm_timeout(timeout_ms);
+            }
         }
     }
 
     /// A channel ends: cancel its consumers, give back its unacked messages.
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
+        self.release_reply_to(ch.reply.take());
+        let mut single_active = Vec::new();
         self.info.close_channel(ch.info.number);
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {
                 self.vhost.drop_queue(&c.queue);
+            } else if c.queue.single_active() {
+                single_active.push(c.queue);
             }
         }
-        let items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        let mut items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        if let Some(t) = ch.tx.take() {
+            // Settled in a transaction that was never committed: still unacked.
+            items.extend(t.into_unacked());
+            items.sort_by_key(|u| u.tag);
+        }
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        // A single-active-consumer queue fails over only now, so that the next consumer gets
+        // the unacked messages just requeued before anything newer.
+        for q in single_active {
+            q.dispatch_now();
+        }
     }
 }
