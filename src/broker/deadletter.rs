@@ -227,11 +227,8 @@ pub fn letter(
 
 /// Route messages dead-lettered by `queue` through its dead-letter exchange into their target
 /// queues. Called with no lock held; target queues may dead-letter in turn (cycles end above).
-pub fn route(queue: &Arc<Queue>, dead: Vec<Dead>) {
-    let Some(f) = queue.features.as_deref() else {
-        return;
-    };
-    let (Some(dlx), Some(vhost)) = (&f.dlx, queue.home()) else {
+pub fn route(queue: &Arc<Queue>, dead: Vec<Dead>, dlx: &Bytes, dlrk: Option<&Bytes>) {
+    let Some(vhost) = queue.home() else {
         return;
     };
     let Some(ex) = std::str::from_utf8(dlx)
@@ -244,7 +241,7 @@ pub fn route(queue: &Arc<Queue>, dead: Vec<Dead>) {
     let now = crate::broker::queue::ttl::now_ms() / 1000;
     let (mut targets, mut found, mut seen) = (Vec::new(), Vec::new(), Vec::new());
     for d in dead {
-        let l = match letter(&d.msg, &queue.name, d.reason, dlx, f.dlrk.as_ref(), now) {
+        let l = match letter(&d.msg, &queue.name, d.reason, dlx, dlrk, now) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(queue = %queue.name, "could not dead-letter a message: {e}");

@@ -3,10 +3,10 @@
 //! declared without any of them gets no `Features` at all, so the publish and deliver paths of
 //! a plain queue test one `Option` and nothing else.
 
+use crate::broker::policy::Policy;
 use crate::error::{AmqpError, AmqpResult};
-use amq_protocol::types::{AMQPValue, FieldTable};
+use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
-use std::sync::atomic::AtomicU64;
 
 /// RabbitMQ's largest TTL (`?MAX_EXPIRY_TIMER`), for `x-message-ttl`, `x-expires`, `expiration`.
 pub const MAX_EXPIRY: i64 = 4_294_967_295;
@@ -371,8 +371,6 @@ pub struct Features {
     /// `x-max-priority`: lanes 0..=max.
     pub max_priority: Option<u8>,
     pub quorum: bool,
-    /// When the queue was last used (process-relative milliseconds), for `x-expires`.
-    pub last_used: AtomicU64,
 }
 
 impl Features {
@@ -418,7 +416,6 @@ impl Features {
             count_returns: quorum,
             max_priority,
             quorum,
-            last_used: AtomicU64::new(0),
         };
         let plain = !quorum
             && f.message_ttl.is_none()
@@ -434,6 +431,61 @@ impl Features {
     pub fn limited(&self) -> bool {
         self.max_length.is_some() || self.max_length_bytes.is_some()
     }
+}
+
+/// How a policy setting combines with the queue's own argument when both are set, as in
+/// RabbitMQ's queue processes (`res_min` / `res_arg`, and the quorum queue's rules).
+enum Merge {
+    Min,
+    Arg,
+    /// quorum: the policy wins (`overflow`)
+    PolicyIfQuorum,
+    /// `delivery-limit`: with a negative (unlimited) one on either side the higher, else the
+    /// lower (RabbitMQ's `resolve_delivery_limit`: a set limit beats "unlimited").
+    Limit,
+}
+
+const POLICY_KEYS: &[(&str, Merge)] = &[
+    ("message-ttl", Merge::Min),
+    ("expires", Merge::Min),
+    ("max-length", Merge::Min),
+    ("max-length-bytes", Merge::Min),
+    ("overflow", Merge::PolicyIfQuorum),
+    ("dead-letter-exchange", Merge::Arg),
+    ("dead-letter-routing-key", Merge::Arg),
+    ("delivery-limit", Merge::Limit),
+];
+
+/// The arguments a classic or quorum queue runs with: its own, with the applying policy's
+/// settings merged in as RabbitMQ merges them (the lower TTL, expiry and length limit; the
+/// queue's own dead-letter settings; for quorum queues the policy's overflow).
+pub fn with_policy(args: &FieldTable, policy: Option<&Policy>, quorum: bool) -> FieldTable {
+    let Some(p) = policy else {
+        return args.clone();
+    };
+    let mut out = args.inner().clone();
+    for (key, merge) in POLICY_KEYS {
+        let Some(pv) = p.get(key) else { continue };
+        let Ok(k) = ShortString::try_new(format!("x-{key}")) else {
+            continue;
+        };
+        let merged = match (out.get(&k), merge) {
+            (None, _) => pv,
+            (Some(av), Merge::Min) => match (int(av), int(&pv)) {
+                (Some(a), Some(b)) if b < a => pv,
+                _ => av.clone(),
+            },
+            (Some(_), Merge::PolicyIfQuorum) if quorum => pv,
+            (Some(av), Merge::Limit) => match (int(av), int(&pv)) {
+                (Some(a), Some(b)) if (a < 0 || b < 0) && b > a => pv,
+                (Some(a), Some(b)) if a >= 0 && b >= 0 && b < a => pv,
+                _ => av.clone(),
+            },
+            (Some(av), _) => av.clone(),
+        };
+        out.insert(k, merged);
+    }
+    out.into()
 }
 
 #[cfg(test)]
@@ -545,6 +597,68 @@ mod tests {
         assert_eq!(f.delivery_limit, Some(QUORUM_DELIVERY_LIMIT));
         let unlimited = table(&[qq.clone(), ("x-delivery-limit", AMQPValue::LongInt(-1))]);
         assert_eq!(Features::parse(&unlimited).unwrap().delivery_limit, None);
+    }
+
+    fn policy(d: serde_json::Value) -> Policy {
+        let def = crate::broker::policy::PolicyDef {
+            vhost: "/".into(),
+            name: "p".into(),
+            pattern: ".*".into(),
+            apply_to: crate::broker::policy::ApplyTo::Queues,
+            priority: 0,
+            definition: serde_json::from_value(d).expect("definition"),
+        };
+        Policy::new(def).expect("valid policy")
+    }
+
+    #[test]
+    fn policies_merge_as_rabbitmq() {
+        let p = policy(serde_json::json!({
+            "message-ttl": 100, "max-length": 50, "overflow": "reject-publish",
+            "dead-letter-exchange": "pol", "delivery-limit": -1,
+        }));
+        let own = table(&[
+            ("x-message-ttl", AMQPValue::LongInt(500)),
+            ("x-max-length", AMQPValue::LongInt(10)),
+            ("x-overflow", s("drop-head")),
+            ("x-dead-letter-exchange", s("arg")),
+            ("x-delivery-limit", AMQPValue::LongInt(3)),
+        ]);
+        let classic = Features::parse(&with_policy(&own, Some(&p), false)).unwrap();
+        assert_eq!(classic.message_ttl, Some(100), "the lower TTL");
+        assert_eq!(classic.max_length, Some(10), "the lower limit");
+        assert_eq!(
+            classic.overflow,
+            Overflow::DropHead,
+            "classic: the argument"
+        );
+        assert_eq!(
+            classic.dlx.as_deref(),
+            Some(b"arg".as_slice()),
+            "the argument"
+        );
+        let mut qq = own.clone();
+        qq.insert("x-queue-type".into(), s("quorum"));
+        let quorum = Features::parse(&with_policy(&qq, Some(&p), true)).unwrap();
+        assert_eq!(
+            quorum.overflow,
+            Overflow::RejectPublish,
+            "quorum: the policy"
+        );
+        assert_eq!(
+            quorum.delivery_limit,
+            Some(3),
+            "a non-negative limit wins over -1"
+        );
+        let p5 = policy(serde_json::json!({"delivery-limit": 5}));
+        let unlimited = table(&[
+            ("x-queue-type", s("quorum")),
+            ("x-delivery-limit", AMQPValue::LongInt(-1)),
+        ]);
+        let f = Features::parse(&with_policy(&unlimited, Some(&p5), true)).unwrap();
+        assert_eq!(f.delivery_limit, Some(5));
+        let none = with_policy(&own, None, false);
+        assert_eq!(none, own);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! priorities has a single lane, so the common path is one lane deep. The next message comes
 //! from the highest non-empty lane, in seq order within it.
 
+use super::args::Features;
 use super::consumer::{ClientEvent, ConsumerEntry, Delivery};
 use super::paging::{cost, Paged};
 use super::Queue;
@@ -81,6 +82,9 @@ pub struct ClassicState {
     /// A message with an expiry entered the queue at some point: expiry checks look at
     /// paged-out heads too (only then are they read back early).
     pub ttl_seen: bool,
+    /// TTL, limits, dead-lettering, quorum semantics (None: a plain queue). Here, under the
+    /// lock the publish path takes anyway, because a policy may replace them.
+    pub features: Option<Arc<Features>>,
 }
 
 impl ClassicState {
@@ -103,6 +107,7 @@ impl ClassicState {
             delivered: Vec::new(),
             dead: Vec::new(),
             ttl_seen: false,
+            features: None,
         }
     }
 
@@ -392,9 +397,14 @@ impl ClassicState {
                 log.settle(&[m.seq], &[loc]);
             }
         }
-        if queue.dead_letters() {
+        if self.dead_letters() && !queue.is_deleted() {
             self.dead.push(Dead { msg: m.msg, reason });
         }
+    }
+
+    /// Is there a dead-letter exchange to collect dead letters for?
+    pub fn dead_letters(&self) -> bool {
+        self.features.as_ref().is_some_and(|f| f.dlx.is_some())
     }
 
     /// Take the head of `lane` out without delivering it (paged-out heads are read back only

@@ -79,8 +79,18 @@ pub struct Queue {
     policy_gen: AtomicU64,
     /// Publisher flow control (classic queues).
     pub flow: flow::Flow,
-    /// TTL, limits, dead-lettering, priorities, quorum semantics (None: a plain queue).
-    pub features: Option<Box<Features>>,
+    /// `x-queue-type=quorum` (fixed at declare).
+    pub quorum: bool,
+    /// The queue's features (kept in its state, which policies may change) have a dead-letter
+    /// exchange: read without the lock by channels discarding deliveries.
+    has_dlx: AtomicBool,
+    /// When the queue was last used (process-relative ms), for `x-expires`.
+    last_used: AtomicU64,
+    /// The `x-expires` timer task runs, and what wakes it when a policy changes the expiry.
+    idle_timer: AtomicBool,
+    idle_wake: Arc<tokio::sync::Notify>,
+    /// This queue, for timers started when a policy changes its features.
+    me: OnceLock<Weak<Queue>>,
     /// The vhost the queue lives in: where dead letters are routed, what deletes it on expiry.
     home: Weak<VHost>,
     /// Removes expired messages from the head; started when the first expiry is armed.
@@ -110,16 +120,20 @@ impl Queue {
         options: QueueOptions,
         owner: Option<u64>,
     ) -> Queue {
-        let features = match QueueType::of(&options.arguments) {
+        let ty = QueueType::of(&options.arguments);
+        let features = match ty {
             QueueType::Stream => None,
-            _ => Features::parse(&options.arguments).map(Box::new),
+            _ => Features::parse(&options.arguments).map(Arc::new),
         };
+        // Priorities come from the arguments only (RabbitMQ refuses them in policies).
         let lanes = features
             .as_ref()
             .and_then(|f| f.max_priority)
             .map_or(1, |p| usize::from(p) + 1);
+        let has_dlx = features.as_ref().is_some_and(|f| f.dlx.is_some());
         let mut state = ClassicState::new(lanes);
         state.single_active = consumer_opts::single_active(&options.arguments);
+        state.features = features;
         Queue {
             name,
             vhost,
@@ -138,7 +152,12 @@ impl Queue {
             policy: parking_lot::RwLock::new(None),
             policy_gen: AtomicU64::new(0),
             flow: flow::Flow::default(),
-            features,
+            quorum: ty == QueueType::Quorum,
+            has_dlx: AtomicBool::new(has_dlx),
+            last_used: AtomicU64::new(0),
+            idle_timer: AtomicBool::new(false),
+            idle_wake: Arc::new(tokio::sync::Notify::new()),
+            me: OnceLock::new(),
             home: Weak::new(),
             expiry: OnceLock::new(),
         }
@@ -154,7 +173,7 @@ impl Queue {
     pub fn queue_type(&self) -> &'static str {
         if self.stream.is_some() {
             "stream"
-        } else if self.features.as_ref().is_some_and(|f| f.quorum) {
+        } else if self.quorum {
             "quorum"
         } else {
             "classic"
@@ -163,7 +182,31 @@ impl Queue {
 
     /// Does the queue have a dead-letter exchange?
     pub fn dead_letters(&self) -> bool {
-        self.features.as_ref().is_some_and(|f| f.dlx.is_some())
+        self.has_dlx.load(Relaxed)
+    }
+
+    /// The features the queue runs with now (arguments merged with the applying policy).
+    pub fn features(&self) -> Option<Arc<Features>> {
+        self.state.lock().features.clone()
+    }
+
+    /// The policy changed: work out the features again (new messages see them; messages
+    /// already in the queue keep the expiry they got).
+    fn refresh_features(&self) {
+        if self.stream.is_some() {
+            return;
+        }
+        let policy = self.policy();
+        let args = args::with_policy(&self.options.arguments, policy.as_deref(), self.quorum);
+        let f = Features::parse(&args).map(Arc::new);
+        self.has_dlx
+            .store(f.as_ref().is_some_and(|f| f.dlx.is_some()), Relaxed);
+        let idle = f.as_ref().is_some_and(|f| f.expires.is_some());
+        self.state.lock().features = f;
+        if idle {
+            self.ensure_idle_timer();
+        }
+        self.idle_wake.notify_one();
     }
 
     /// The vhost the queue lives in (gone once the broker shuts down).
@@ -176,12 +219,19 @@ impl Queue {
     fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, ClassicState>) {
         let head = st.head_expiry();
         let dead = std::mem::take(&mut st.dead);
+        let target = match dead.is_empty() {
+            true => None,
+            false => st
+                .features
+                .as_ref()
+                .and_then(|f| Some((f.dlx.clone()?, f.dlrk.clone()))),
+        };
         drop(st);
         if head != 0 {
             self.arm_expiry(head);
         }
-        if !dead.is_empty() {
-            deadletter::route(self, dead);
+        if let Some((dlx, dlrk)) = target {
+            deadletter::route(self, dead, &dlx, dlrk.as_ref());
         }
     }
 
@@ -279,20 +329,22 @@ impl Queue {
             self.stats.inc(Stat::Publish);
             return Ok(Enqueued::Stored(s.fsync_confirms.then_some(ticket)));
         }
-        let f = self.features.as_deref();
         // The channel checked the expiration property already; the lower TTL applies.
         let msg_ttl =
             properties::expiration(&msg.properties).and_then(|e| ttl::parse_expiration(e).ok());
+        let mut st = self.state.lock();
+        if self.is_deleted() {
+            return Ok(Enqueued::Stored(None));
+        }
+        // Only queues with features pay for this clone (an uncontended count, under the lock).
+        let features = st.features.clone();
+        let f = features.as_deref();
         let queue_ttl = f.and_then(|f| f.message_ttl);
         let now = match (msg_ttl, queue_ttl) {
             (None, None) => 0,
             _ => ttl::now_ms(),
         };
         let expires = ttl::expiry(now, queue_ttl, msg_ttl);
-        let mut st = self.state.lock();
-        if self.is_deleted() {
-            return Ok(Enqueued::Stored(None));
-        }
         if let Some(f) = f.filter(|f| f.overflow != Overflow::DropHead && f.limited()) {
             if st.would_overflow(f, &msg) {
                 if f.overflow == Overflow::RejectPublishDlx && f.dlx.is_some() {
@@ -502,6 +554,8 @@ impl Queue {
         if !same {
             *cur = p;
             self.policy_gen.fetch_add(1, Relaxed);
+            drop(cur);
+            self.refresh_features();
         }
         !same
     }
@@ -592,11 +646,9 @@ impl Queue {
             }
             return;
         }
-        let returns = self
-            .features
-            .as_deref()
-            .filter(|f| unacked && f.count_returns);
         let mut st = self.state.lock();
+        let features = st.features.clone().filter(|f| unacked && f.count_returns);
+        let returns = features.as_deref();
         let mut n = 0u32;
         for m in msgs {
             n += 1;

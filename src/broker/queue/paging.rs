@@ -114,7 +114,7 @@ impl ClassicState {
     /// to be dead-lettered.
     pub fn discard_paged(&mut self, queue: &Queue, p: Paged, reason: Reason) {
         let Some(log) = queue.page_log() else { return };
-        if queue.dead_letters() {
+        if self.dead_letters() {
             match read_back(log, &p) {
                 Ok(m) => {
                     if !p.persistent {

@@ -101,9 +101,7 @@ impl Queue {
 
     /// Record a use (consumer attached or gone, basic.get, redeclare) for `x-expires`.
     pub fn touch(&self) {
-        if let Some(f) = &self.features {
-            f.last_used.store(mono_ms(), Ordering::Relaxed);
-        }
+        self.last_used.store(mono_ms(), Ordering::Relaxed);
     }
 
     /// Start the timers of a new or recovered queue: `x-expires` (the lease starts now) and,
@@ -112,34 +110,49 @@ impl Queue {
         if self.stream.is_some() {
             return;
         }
+        let _ = self.me.set(Arc::downgrade(self));
+        self.touch();
         let head = self.state.lock().head_expiry();
         if head != 0 {
             self.arm_expiry(head);
         }
-        let Some(ttl) = self.features.as_ref().and_then(|f| f.expires) else {
+        self.ensure_idle_timer();
+    }
+
+    /// Start the `x-expires` task if the queue has an expiry and none runs yet (also when a
+    /// policy gives it one later).
+    pub(super) fn ensure_idle_timer(&self) {
+        if self.idle_ttl().is_none() {
             return;
-        };
-        self.touch();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(idle_loop(Arc::downgrade(self), ttl));
         }
+        let Some(me) = self.me.get() else { return };
+        if self.idle_timer.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(idle_loop(me.clone()));
+            }
+            Err(_) => self.idle_timer.store(false, Ordering::Release),
+        }
+    }
+
+    /// The queue's `x-expires` now (argument or policy).
+    fn idle_ttl(&self) -> Option<u64> {
+        self.state.lock().features.as_ref().and_then(|f| f.expires)
     }
 
     /// Milliseconds the queue has been unused, or None while a consumer is attached.
     fn idle_for(&self) -> Option<u64> {
-        let f = self.features.as_ref()?;
         if !self.is_unused() {
             return None;
         }
-        Some(mono_ms().saturating_sub(f.last_used.load(Ordering::Relaxed)))
+        Some(mono_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)))
     }
 
     /// Is this queue past its `x-expires`? (Checked again under the vhost's topology lock.)
     pub fn idle_expired(&self) -> bool {
-        match (
-            self.features.as_ref().and_then(|f| f.expires),
-            self.idle_for(),
-        ) {
+        match (self.idle_ttl(), self.idle_for()) {
             (Some(ttl), Some(idle)) => idle >= ttl,
             _ => false,
         }
@@ -177,13 +190,21 @@ async fn expiry_loop(queue: Weak<Queue>, t: Arc<ExpiryTimer>) {
     }
 }
 
-async fn idle_loop(queue: Weak<Queue>, ttl: u64) {
+async fn idle_loop(queue: Weak<Queue>) {
     loop {
         let wait = {
             let Some(q) = queue.upgrade() else { return };
             if q.is_deleted() {
                 return;
             }
+            let Some(ttl) = q.idle_ttl() else {
+                // A policy took the expiry away: stop (a later one starts a new task).
+                q.idle_timer.store(false, Ordering::Release);
+                if q.idle_ttl().is_some() {
+                    q.ensure_idle_timer();
+                }
+                return;
+            };
             match q.idle_for() {
                 Some(idle) if idle >= ttl => {
                     if let Some(v) = q.home.upgrade() {
@@ -198,7 +219,14 @@ async fn idle_loop(queue: Weak<Queue>, ttl: u64) {
                 None => ttl,
             }
         };
-        tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        let Some(wake) = queue.upgrade().map(|q| q.idle_wake.clone()) else {
+            return;
+        };
+        // A policy that changes the expiry wakes the task early.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
+            _ = wake.notified() => {}
+        }
     }
 }
 
