@@ -6,7 +6,9 @@
 pub mod access;
 pub mod alarms;
 pub mod exchange;
+pub mod limits;
 pub mod message;
+pub mod permissions;
 pub mod persist;
 pub mod queue;
 pub mod registry;
@@ -34,6 +36,8 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     pub access: Access,
+    /// Per-user limits and usage (vhost limits live in each `VHost`).
+    pub user_limits: limits::UserLimits,
     vhosts: DashMap<String, Arc<VHost>>,
     persist: Arc<Persistence>,
     next_id: AtomicU64,
@@ -104,10 +108,11 @@ impl Broker {
             vhosts.insert(v.name.to_string(), v);
         }
         let alarms = Arc::new(Alarms::new(&config.alarms, &config.data_dir));
-        Ok(Broker {
+        let broker = Broker {
             config,
             users,
             access,
+            user_limits: limits::UserLimits::default(),
             vhosts,
             persist,
             next_id: AtomicU64::new(1),
@@ -119,7 +124,9 @@ impl Broker {
             started_at_ms: now_ms(),
             amqp_addr: std::sync::OnceLock::new(),
             http_addr: std::sync::OnceLock::new(),
-        })
+        };
+        broker.restore_limits(&loaded.limits);
+        Ok(broker)
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

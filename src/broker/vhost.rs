@@ -3,7 +3,9 @@
 //! bindings and alternate exchanges.
 
 use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions, LazyHeaders};
+use crate::broker::limits::VhostLimits;
 use crate::broker::message::Message;
+use crate::broker::permissions::{string_arg, Authz, Kind, Perm};
 use crate::broker::persist::Persistence;
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::log::{QueueLog, Restored};
@@ -42,6 +44,8 @@ pub struct VHost {
     pub stats: MsgStats,
     /// Sampled totals, for rates.
     pub rates: Rates,
+    /// RabbitMQ's vhost limits (max-connections, max-queues) and the connections open in it.
+    pub limits: VhostLimits,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -78,6 +82,7 @@ impl VHost {
             persist,
             stats: MsgStats::default(),
             rates: Rates::default(),
+            limits: VhostLimits::default(),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -133,6 +138,18 @@ impl VHost {
         passive: bool,
         opts: impl FnOnce(ExchangeKind) -> ExchangeOptions,
     ) -> AmqpResult<Arc<Exchange>> {
+        self.declare_exchange_as(name, kind, passive, opts, None)
+    }
+
+    /// exchange.declare for a client whose permissions `authz` checks (None: the operator).
+    pub fn declare_exchange_as(
+        &self,
+        name: &str,
+        kind: &str,
+        passive: bool,
+        opts: impl FnOnce(ExchangeKind) -> ExchangeOptions,
+        mut authz: Option<&mut Authz>,
+    ) -> AmqpResult<Arc<Exchange>> {
         let _t = self.topology.lock();
         // RabbitMQ refuses the default exchange for passive declares too.
         if name.is_empty() {
@@ -148,6 +165,9 @@ impl VHost {
                 "unknown exchange type '{kind}'"
             )));
         };
+        if let Some(a) = authz.as_deref_mut() {
+            a.check(Perm::Configure, Kind::Exchange, name)?;
+        }
         let opts = opts(kind);
         if let Some(e) = self.exchange(name) {
             let o = &e.options;
@@ -192,6 +212,10 @@ impl VHost {
             return Err(AmqpError::access_refused(format!(
                 "exchange name '{name}' contains reserved prefix 'amq.*'"
             )));
+        }
+        if let (Some(a), Some(ae)) = (authz, string_arg(&opts.arguments, "alternate-exchange")) {
+            a.check(Perm::Read, Kind::Exchange, name)?;
+            a.check(Perm::Write, Kind::Exchange, &ae)?;
         }
         if let (true, Some(p)) = (opts.durable, &self.persist) {
             p.save_exchange(&self.name, name, &opts)?;
@@ -301,13 +325,40 @@ impl VHost {
         opts: QueueOptions,
         conn: u64,
     ) -> AmqpResult<Declared> {
+        self.declare_queue_as(name, passive, opts, conn, None)
+    }
+
+    /// queue.declare for a client whose permissions `authz` checks (None: the operator). The
+    /// name is generated (server-named queue) or checked first, then configure permission on
+    /// it; creating a queue also checks the vhost's queue limit and the dead-letter exchange
+    /// permissions, in RabbitMQ's order.
+    pub fn declare_queue_as(
+        &self,
+        name: &str,
+        passive: bool,
+        opts: QueueOptions,
+        conn: u64,
+        mut authz: Option<&mut Authz>,
+    ) -> AmqpResult<Declared> {
         let _t = self.topology.lock();
         if passive {
             let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
             check_owner(&q, conn)?;
             return Ok(declared(&q));
         }
-        if let Some(q) = self.queue(name) {
+        let name: Arc<str> = if name.is_empty() {
+            Arc::from(generate_name("amq.gen-").as_str())
+        } else if reserved(name) && self.queue(name).is_none() {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        } else {
+            Arc::from(name)
+        };
+        if let Some(a) = authz.as_deref_mut() {
+            a.check(Perm::Configure, Kind::Queue, &name)?;
+        }
+        if let Some(q) = self.queue(&name) {
             check_owner(&q, conn)?;
             let o = &q.options;
             let obj = format!("{name}' in vhost '{}", self.name);
@@ -366,15 +417,18 @@ impl VHost {
             }
             return Ok(declared(&q));
         }
-        let name: Arc<str> = if name.is_empty() {
-            Arc::from(generate_name("amq.gen-").as_str())
-        } else if reserved(name) {
-            return Err(AmqpError::access_refused(format!(
-                "queue name '{name}' contains reserved prefix 'amq.*'"
+        let max = self.limits.max_queues();
+        if max >= 0 && self.queues.len() as i64 >= max {
+            return Err(AmqpError::precondition_failed(format!(
+                "cannot declare queue '{name}': queue limit in vhost '{}' ({max}) is reached",
+                self.name
             )));
-        } else {
-            Arc::from(name)
-        };
+        }
+        if let (Some(a), Some(dlx)) = (authz, string_arg(&opts.arguments, "x-dead-letter-exchange"))
+        {
+            a.check(Perm::Read, Kind::Queue, &name)?;
+            a.check(Perm::Write, Kind::Exchange, &dlx)?;
+        }
         if is_stream(&opts.arguments) {
             let q = self.new_stream(&name, opts)?;
             self.queues.insert(name, q.clone());

@@ -3,6 +3,7 @@
 
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::Conn;
+use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::registry::ConsumerInfo;
 use crate::broker::stats::Stat;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 
 impl Conn {
     pub(super) fn on_consume(&mut self, chan: u16, c: basic::Consume) -> AmqpResult<()> {
+        self.authz
+            .check(Perm::Read, Kind::Queue, c.queue.as_str())?;
         let q = self.vhost.queue_for(c.queue.as_str(), self.id)?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             Arc::from(generate_name("amq.ctag-").as_str())
@@ -116,6 +119,8 @@ impl Conn {
     }
 
     pub(super) fn on_get(&mut self, chan: u16, g: basic::Get) -> AmqpResult<()> {
+        self.authz
+            .check(Perm::Read, Kind::Queue, g.queue.as_str())?;
         let q = self.vhost.queue_for(g.queue.as_str(), self.id)?;
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(

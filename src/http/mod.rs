@@ -5,7 +5,8 @@
 //!
 //! Files by resource: `overview` (overview, nodes, health), `connections` (connections,
 //! channels, consumers), `exchanges`, `queues`, `bindings`, `admin` (vhosts, users,
-//! permissions), `definitions`, `metrics`, `dashboard`; `auth`, `error` and `json` are shared.
+//! permissions), `limits` (vhost and user limits), `definitions`, `metrics`, `dashboard`;
+//! `auth`, `error` and `json` are shared.
 
 mod admin;
 mod auth;
@@ -16,6 +17,7 @@ mod definitions;
 mod error;
 mod exchanges;
 pub mod json;
+mod limits;
 mod metrics;
 mod overview;
 mod queues;
@@ -194,6 +196,18 @@ pub fn router(b: Arc<Broker>) -> Router {
             get(admin::permission)
                 .put(admin::put_permission)
                 .delete(admin::delete_permission),
+        )
+        .route("/api/vhost-limits", get(limits::vhost_all))
+        .route("/api/vhost-limits/{vhost}", get(limits::vhost_one))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(limits::put_vhost).delete(limits::delete_vhost),
+        )
+        .route("/api/user-limits", get(limits::user_all))
+        .route("/api/user-limits/{user}", get(limits::user_one))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(limits::put_user).delete(limits::delete_user),
         )
         .route(
             "/api/definitions",
