@@ -107,6 +107,37 @@ pub struct HttpConfig {
     pub prometheus_port: Option<u16>,
     /// How often rates are sampled, milliseconds (RabbitMQ's `collect_statistics_interval`).
     pub collect_statistics_interval: u64,
+    /// Serve the API over HTTPS, with `cert_file`/`key_file` below or else `[tls]`'s.
+    pub tls: bool,
+    /// Certificate chain for HTTPS, PEM (setting it turns HTTPS on).
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+}
+
+impl HttpConfig {
+    /// Is the API served over HTTPS?
+    pub fn tls_enabled(&self) -> bool {
+        self.tls || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// The HTTPS acceptor: `[http]`'s certificate and key, else `[tls]`'s.
+    pub fn acceptor(
+        &self,
+        amqp_tls: &crate::tls::TlsConfig,
+    ) -> Result<tokio_rustls::TlsAcceptor, String> {
+        let (section, cert, key) = match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => ("http", c, k),
+            (None, None) => match (&amqp_tls.cert_file, &amqp_tls.key_file) {
+                (Some(c), Some(k)) => ("tls", c, k),
+                _ => {
+                    return Err("http.tls needs http.cert_file and http.key_file, or tls.cert_file and tls.key_file".into())
+                }
+            },
+            _ => return Err("http.cert_file and http.key_file must both be set".into()),
+        };
+        crate::tls::https_acceptor(section, cert, key)
+    }
 }
 
 impl Default for HttpConfig {
@@ -117,6 +148,9 @@ impl Default for HttpConfig {
             bind: None,
             prometheus_port: None,
             collect_statistics_interval: 5000,
+            tls: false,
+            cert_file: None,
+            key_file: None,
         }
     }
 }

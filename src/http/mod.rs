@@ -16,6 +16,7 @@ mod dashboard;
 mod definitions;
 mod error;
 mod exchanges;
+pub mod https;
 pub mod json;
 mod limits;
 mod metrics;
@@ -28,13 +29,13 @@ use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use bindings::Kind;
 use bytes::Bytes;
 use error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 type P3 = Path<(String, String, String)>;
@@ -273,9 +274,14 @@ async fn json_errors(r: Response) -> Response {
     e.into_response()
 }
 
-/// Serve `app` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
+/// Serve `app` on `listener` (plain TCP, or [`https::TlsListener`]) until `shutdown` turns true.
+pub async fn serve<L>(listener: L, app: Router, mut shutdown: watch::Receiver<bool>)
+where
+    L: Listener<Addr = SocketAddr>,
+{
     let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+    // axum hands the peer address (ConnectInfo) over for any listener through `tap_io`.
+    let listener = listener.tap_io(|_| {});
     let stop = async move {
         while !*shutdown.borrow_and_update() {
             if shutdown.changed().await.is_err() {
