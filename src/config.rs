@@ -85,6 +85,9 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Virtual hosts that exist; `/` by default.
     pub vhosts: Vec<String>,
+    /// Resource permissions (`[[permissions]]`): a user's configure / write / read patterns in a
+    /// vhost, replacing the full access a `[[users]]` entry's `vhosts` grants there.
+    pub permissions: Vec<PermissionConfig>,
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
     pub store: StoreConfig,
@@ -291,6 +294,22 @@ pub struct UserConfig {
     pub vhosts: Vec<String>,
 }
 
+/// One configured permission (RabbitMQ's `set_permissions`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionConfig {
+    pub user: String,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+fn default_vhost() -> String {
+    "/".into()
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -317,6 +336,7 @@ impl Default for Config {
             limits: Limits::default(),
             users: Vec::new(),
             vhosts: vec!["/".into()],
+            permissions: Vec::new(),
             guest_loopback_only: true,
             store: StoreConfig::default(),
             tls: crate::tls::TlsConfig::default(),
@@ -535,7 +555,26 @@ impl Config {
         }
 
         // Users are checked by building them, so the broker and this check can never disagree.
-        crate::auth::Users::from_config(self).map(|_| ())
+        let users = crate::auth::Users::from_config(self)?;
+        for p in &self.permissions {
+            if users.get(&p.user).is_none() {
+                return Err(ConfigError::invalid(
+                    "permissions",
+                    format!("user {:?} is not a configured user", p.user),
+                ));
+            }
+            if !self.vhosts.contains(&p.vhost) {
+                return Err(ConfigError::invalid(
+                    "permissions",
+                    format!("vhost {:?} is not listed in vhosts", p.vhost),
+                ));
+            }
+            for pattern in [&p.configure, &p.write, &p.read] {
+                crate::broker::permissions::validate(pattern)
+                    .map_err(|r| ConfigError::invalid("permissions", r))?;
+            }
+        }
+        Ok(())
     }
 
     /// A config for tests: loopback, ephemeral ports, the given data dir.
@@ -959,5 +998,25 @@ mod tests {
         let c = Config::from_toml_str("[[users]]\nname = \"app\"\n").unwrap();
         let e = c.validate().unwrap_err();
         assert!(e.to_string().contains("app"), "{e}");
+    }
+
+    #[test]
+    fn validate_checks_permissions() {
+        let perm = |user: &str, vhost: &str, configure: &str| {
+            format!(
+                "[[permissions]]\nuser = \"{user}\"\nvhost = \"{vhost}\"\nconfigure = \"{configure}\"\nwrite = \"\"\nread = \".*\"\n"
+            )
+        };
+        let ok = Config::from_toml_str(&perm("guest", "/", "^a")).unwrap();
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.permissions[0].configure, "^a");
+        for bad in [
+            perm("nobody", "/", ".*"),
+            perm("guest", "nowhere", ".*"),
+            perm("guest", "/", "("),
+        ] {
+            let c = Config::from_toml_str(&bad).unwrap();
+            assert_eq!(invalid_key(&c), "permissions", "{bad}");
+        }
     }
 }

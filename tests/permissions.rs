@@ -584,3 +584,47 @@ async fn full_permissions_allow_everything() {
     assert_eq!(got, b"hi");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn permissions_from_the_config_file_are_enforced() {
+    let b = Broker::start_with(|c| {
+        c.users = vec![
+            warren::config::UserConfig {
+                name: "guest".into(),
+                password: Some("guest".into()),
+                password_hash: None,
+                tags: vec!["administrator".into()],
+                vhosts: vec![],
+            },
+            warren::config::UserConfig {
+                name: "bob".into(),
+                password: Some("pw".into()),
+                password_hash: None,
+                tags: vec![],
+                vhosts: vec![],
+            },
+        ];
+        c.permissions = vec![warren::config::PermissionConfig {
+            user: "bob".into(),
+            vhost: "/".into(),
+            configure: "^bob\\.".into(),
+            write: "".into(),
+            read: "".into(),
+        }];
+    })
+    .await;
+    let (_c, ch) = connect_bob(&b).await;
+    ch.queue_declare("bob.q".into(), plain(), FieldTable::default())
+        .await
+        .expect("configured pattern");
+    let text = refused(
+        ch.queue_declare("q".into(), plain(), FieldTable::default())
+            .await,
+    );
+    assert_eq!(text, refusal("configure", "queue", "q"));
+    assert_eq!(
+        b.http().get("/api/permissions/%2F/bob").await.json()["configure"],
+        "^bob\\."
+    );
+    b.stop().await;
+}

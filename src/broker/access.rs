@@ -10,6 +10,7 @@
 
 use crate::auth::User;
 use crate::broker::Broker;
+use crate::config::PermissionConfig;
 use crate::store::definitions::{Loaded, PermissionDef, UserDef, VhostDef};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -57,8 +58,14 @@ pub struct Access {
 }
 
 impl Access {
-    /// Config grants for `vhosts`, then what the store says (stored entries win).
-    pub fn bootstrap(users: &[Arc<User>], vhosts: &[String], loaded: &Loaded) -> Access {
+    /// Config grants for `vhosts` (full access by a user's `vhosts`, replaced by the config's
+    /// `[[permissions]]`), then what the store says (stored entries win).
+    pub fn bootstrap(
+        users: &[Arc<User>],
+        vhosts: &[String],
+        configured: &[PermissionConfig],
+        loaded: &Loaded,
+    ) -> Access {
         let a = Access::default();
         {
             let mut p = a.perms.write();
@@ -68,6 +75,16 @@ impl Access {
                         p.insert((u.name.clone(), v.clone()), Permission::full());
                     }
                 }
+            }
+            for c in configured {
+                p.insert(
+                    (c.user.clone(), c.vhost.clone()),
+                    Permission {
+                        configure: c.configure.clone(),
+                        write: c.write.clone(),
+                        read: c.read.clone(),
+                    },
+                );
             }
             for d in &loaded.permissions {
                 let k = (d.user.clone(), d.vhost.clone());

@@ -96,7 +96,7 @@ impl Broker {
                 None => tracing::warn!(user = %d.name, "skipping a stored user with a bad hash"),
             }
         }
-        let access = Access::bootstrap(&users.list(), &names, &loaded);
+        let access = Access::bootstrap(&users.list(), &names, &config.permissions, &loaded);
 
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = names
