@@ -195,22 +195,53 @@ impl Authz {
     /// ("write access to exchange 'x' in vhost '/' refused for user 'bob'").
     pub fn check(&mut self, perm: Perm, kind: Kind, name: &str) -> AmqpResult<()> {
         self.refresh();
-        // RabbitMQ checks the default exchange under the name amq.default.
-        let name = if kind == Kind::Exchange && name.is_empty() {
-            "amq.default"
-        } else {
-            name
-        };
+        let name = resource_name(kind, name);
         if self.compiled.as_ref().is_some_and(|c| c.allows(perm, name)) {
             return Ok(());
         }
-        Err(AmqpError::access_refused(format!(
-            "{} access to {} '{name}' in vhost '{}' refused for user '{}'",
-            perm.as_str(),
-            kind.as_str(),
-            self.vhost,
-            self.user
-        )))
+        Err(refusal(perm, kind, name, &self.vhost, &self.user))
+    }
+}
+
+/// The name a resource is checked under: RabbitMQ checks the default exchange as amq.default.
+fn resource_name(kind: Kind, name: &str) -> &str {
+    if kind == Kind::Exchange && name.is_empty() {
+        "amq.default"
+    } else {
+        name
+    }
+}
+
+fn refusal(perm: Perm, kind: Kind, name: &str, vhost: &str, user: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "{} access to {} '{name}' in vhost '{vhost}' refused for user '{user}'",
+        perm.as_str(),
+        kind.as_str(),
+    ))
+}
+
+/// One check outside a connection (the HTTP API): compiles just the pattern it needs.
+pub fn check_once(
+    broker: &Broker,
+    user: &str,
+    vhost: &str,
+    perm: Perm,
+    kind: Kind,
+    name: &str,
+) -> AmqpResult<()> {
+    let name = resource_name(kind, name);
+    let allowed = broker.access.permission(user, vhost).is_some_and(|p| {
+        let pattern = match perm {
+            Perm::Configure => &p.configure,
+            Perm::Write => &p.write,
+            Perm::Read => &p.read,
+        };
+        Pattern::compile(pattern).matches(name)
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(refusal(perm, kind, name, vhost, user))
     }
 }
 
