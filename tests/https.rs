@@ -181,3 +181,61 @@ async fn http_tls_without_a_certificate_stops_the_broker_from_starting() {
     let err = warren::start(cfg).await.err().expect("start must fail");
     assert!(err.to_string().contains("http.tls"), "{err}");
 }
+
+#[tokio::test]
+async fn warren_ctl_talks_https_with_a_given_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = make_certs(dir.path());
+    std::fs::write(dir.path().join("ca.pem"), &ca).unwrap();
+    let d = dir.path().to_path_buf();
+    let b = Broker::start_with(move |c| {
+        c.http.cert_file = Some(d.join("server.pem"));
+        c.http.key_file = Some(d.join("server.key"));
+    })
+    .await;
+    let url = format!("https://{}", b.http_addr());
+    let ca_file = dir.path().join("ca.pem");
+    let run = |extra: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+                .arg("ctl")
+                .args(["--url", &url, "--user", "guest", "--password", "guest"])
+                .args(extra)
+                .env_remove("WARREN_CACERT")
+                .output()
+                .await
+                .expect("run warren ctl");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let cacert = ca_file.to_string_lossy().into_owned();
+    let (code, out, err) = run(vec![
+        "--cacert".into(),
+        cacert.clone(),
+        "list".into(),
+        "vhosts".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with('/')), "{out}");
+    let (code, _, err) = run(vec!["list".into(), "vhosts".into()]).await;
+    assert_eq!(code, 2, "no --cacert is a usage error: {err}");
+    assert!(err.contains("--cacert"), "{err}");
+    // A CA that did not sign the broker's certificate is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("ca.pem"), make_certs(other.path())).unwrap();
+    let (code, _, _) = run(vec![
+        "--cacert".into(),
+        other.path().join("ca.pem").to_string_lossy().into_owned(),
+        "list".into(),
+        "vhosts".into(),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    b.stop().await;
+}

@@ -158,6 +158,14 @@ impl UserLimits {
             .clone()
     }
 
+    /// The limits set for `user` (none: empty), without creating an entry.
+    pub fn values_of(&self, user: &str) -> BTreeMap<String, i64> {
+        self.users
+            .get(user)
+            .map(|u| u.value().values())
+            .unwrap_or_default()
+    }
+
     /// Users with limits set, by name.
     pub fn list(&self) -> Vec<(String, BTreeMap<String, i64>)> {
         let mut out: Vec<_> = self

@@ -28,6 +28,9 @@ pub struct CtlArgs {
         hide_env_values = true
     )]
     pub password: String,
+    /// For an https:// URL: the CA certificate (PEM) that signed the broker's certificate.
+    #[arg(long, env = "WARREN_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -193,7 +196,7 @@ fn pretty(v: &Value) -> String {
 
 /// Run a command and return what it prints.
 pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
-    let c = Client::new(&a.url, &a.user, &a.password);
+    let c = Client::new(&a.url, &a.user, &a.password, a.cacert.as_deref())?;
     let done = |what: String| -> String {
         if a.json {
             pretty(&serde_json::json!({"ok": true, "done": what}))

@@ -124,7 +124,7 @@ pub fn user_json(b: &Broker, u: &User) -> Value {
         "password_hash": u.password_hash(),
         "hashing_algorithm": "rabbit_password_hashing_sha256",
         "tags": u.tags,
-        "limits": b.user_limits.usage(&u.name).values(),
+        "limits": b.user_limits.values_of(&u.name),
     })
 }
 
