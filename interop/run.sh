@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Interop: runs the pika (Python) and amqplib (Node) scripts against a freshly built warren.
+# Interop: runs the pika (Python), amqplib (Node) and Celery (a real worker) scripts against a
+# freshly built warren.
 #
-# Installs the clients when missing (pika from interop/python/requirements.txt into a venv under
-# target/interop/, amqplib with `npm ci` from interop/node/package-lock.json), builds the debug
-# broker, starts it on a free loopback port with a temporary data dir, runs both scripts, stops
-# the broker with SIGTERM (which must exit 0), and exits non-zero if anything failed.
+# Installs the clients when missing (pika and celery from interop/python/requirements.txt and
+# interop/celery/requirements.txt into a venv under target/interop/, amqplib with `npm ci` from
+# interop/node/package-lock.json), builds the debug broker, starts it on a free loopback port with
+# a temporary data dir, runs the scripts, stops the broker with SIGTERM (which must exit 0), and
+# exits non-zero if anything failed.
 #
 # Environment: PYTHON (default python3), WARREN_BIN (a broker binary to use instead of building
 # target/debug/warren), WARREN_INTEROP_LOG (broker log filter, default warn),
@@ -32,23 +34,25 @@ die() {
 mkdir -p "$WORK"
 
 # --- clients -------------------------------------------------------------------------------
-# pika: a venv of our own if it has pika, else an interpreter that already has it, else a new
-# venv (or, where venvs cannot be made, the interpreter itself).
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pika' 2>/dev/null; then
+# pika and celery: a venv of our own if it has both, else an interpreter that already has them,
+# else the venv (created if needed; where venvs cannot be made, the interpreter itself) with
+# whatever is missing installed.
+PY_MODULES='import pika, celery'
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$PY_MODULES" 2>/dev/null; then
     PY="$VENV/bin/python"
-elif "$PYTHON" -c 'import pika' 2>/dev/null; then
+elif "$PYTHON" -c "$PY_MODULES" 2>/dev/null; then
     PY="$PYTHON"
 else
-    say "installing pika"
-    if "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    say "installing pika and celery"
+    if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
         PY="$VENV/bin/python"
     else
         PY="$PYTHON"
     fi
     "$PY" -m pip install --quiet --disable-pip-version-check -r interop/python/requirements.txt \
-        || die "pip install of pika failed"
+        -r interop/celery/requirements.txt || die "pip install of pika and celery failed"
 fi
-"$PY" -c 'import pika' || die "pika is not importable with $PY"
+"$PY" -c "$PY_MODULES" || die "pika or celery is not importable with $PY"
 
 command -v node >/dev/null || die "node is not installed"
 if [ ! -f interop/node/node_modules/amqplib/channel_api.js ]; then
@@ -160,6 +164,7 @@ run_suite() {
 
 run_suite interop-pika "$PY" interop/python/test_pika.py
 run_suite interop-amqplib node interop/node/test_amqplib.js
+run_suite interop-celery "$PY" interop/celery/test_celery.py
 
 # --- graceful shutdown ---------------------------------------------------------------------
 if is_running "$BROKER_PID"; then

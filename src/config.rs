@@ -91,8 +91,64 @@ pub struct Config {
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
     pub store: StoreConfig,
+    pub consumer: ConsumerConfig,
+    /// Policies applied at start (`[[policies]]`), as with `rabbitmqctl set_policy`; they are
+    /// not written to the data dir (the file is read again at every start).
+    pub policies: Vec<PolicyConfig>,
     /// AMQP over TLS on a second listener (`[tls]`).
     pub tls: crate::tls::TlsConfig,
+}
+
+/// One `[[policies]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    /// Regular expression over queue / exchange names.
+    pub pattern: String,
+    #[serde(rename = "apply-to", alias = "apply_to", default)]
+    pub apply_to: crate::broker::policy::ApplyTo,
+    #[serde(default)]
+    pub priority: i64,
+    /// Settings: `message-ttl`, `max-length`, `dead-letter-exchange`, `consumer-timeout`, …
+    pub definition: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+fn default_vhost() -> String {
+    "/".into()
+}
+
+impl PolicyConfig {
+    pub fn to_def(&self) -> crate::broker::policy::PolicyDef {
+        crate::broker::policy::PolicyDef {
+            vhost: self.vhost.clone(),
+            name: self.name.clone(),
+            pattern: self.pattern.clone(),
+            apply_to: self.apply_to,
+            priority: self.priority,
+            definition: self.definition.clone(),
+        }
+    }
+}
+
+/// Consumers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Delivery acknowledgement timeout, ms (RabbitMQ's `consumer_timeout`, 30 min): a channel
+    /// holding a delivery unacked longer is closed with 406 and its unacked messages requeued.
+    /// 0 turns it off. `x-consumer-timeout` (queue or consumer argument) overrides it.
+    pub timeout_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            timeout_ms: 30 * 60 * 1000,
+        }
+    }
 }
 
 /// The HTTP listener: management API, Prometheus metrics, dashboard.
@@ -306,10 +362,6 @@ pub struct PermissionConfig {
     pub read: String,
 }
 
-fn default_vhost() -> String {
-    "/".into()
-}
-
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -339,6 +391,8 @@ impl Default for Config {
             permissions: Vec::new(),
             guest_loopback_only: true,
             store: StoreConfig::default(),
+            consumer: ConsumerConfig::default(),
+            policies: Vec::new(),
             tls: crate::tls::TlsConfig::default(),
         }
     }
@@ -554,6 +608,29 @@ impl Config {
             }
         }
 
+        for (i, p) in self.policies.iter().enumerate() {
+            if !self.vhosts.contains(&p.vhost) {
+                return Err(ConfigError::invalid(
+                    "policies",
+                    format!(
+                        "policy '{}' names vhost {:?}, which is not in `vhosts`",
+                        p.name, p.vhost
+                    ),
+                ));
+            }
+            if self.policies[..i]
+                .iter()
+                .any(|o| o.vhost == p.vhost && o.name == p.name)
+            {
+                return Err(ConfigError::invalid(
+                    "policies",
+                    format!("policy '{}' in vhost {:?} is listed twice", p.name, p.vhost),
+                ));
+            }
+            crate::broker::policy::Policy::new(p.to_def())
+                .map_err(|e| ConfigError::invalid("policies", e))?;
+        }
+
         // Users are checked by building them, so the broker and this check can never disagree.
         let users = crate::auth::Users::from_config(self)?;
         for p in &self.permissions {
@@ -693,6 +770,7 @@ mod tests {
         assert_eq!(c.limits.max_message_size, 16 * 1024 * 1024);
         assert_eq!(c.vhosts, vec!["/".to_string()]);
         assert!(c.guest_loopback_only);
+        assert_eq!(c.consumer.timeout_ms, 1_800_000);
         Config::for_tests("/tmp/x").validate().unwrap();
     }
 
@@ -726,6 +804,7 @@ mod tests {
         assert_eq!(c.limits.handshake_timeout, d.limits.handshake_timeout);
         assert_eq!(c.vhosts, d.vhosts);
         assert_eq!(c.guest_loopback_only, d.guest_loopback_only);
+        assert_eq!(c.consumer.timeout_ms, d.consumer.timeout_ms);
         let users = crate::auth::Users::from_config(&c).unwrap();
         let guest = users
             .authenticate("guest", b"guest")
@@ -985,6 +1064,37 @@ mod tests {
         assert_eq!(invalid_key(&c), "vhosts");
         c.vhosts = vec!["/".into(), "staging".into()];
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn policies_are_read_and_checked() {
+        let c = Config::from_toml_str(
+            "[[policies]]\nname = \"ttl\"\npattern = \"^jobs\\\\.\"\napply-to = \"queues\"\npriority = 3\n\
+             [policies.definition]\nmessage-ttl = 60000\ndead-letter-exchange = \"dlx\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.policies.len(), 1);
+        let d = c.policies[0].to_def();
+        assert_eq!(d.vhost, "/");
+        assert_eq!(d.pattern, "^jobs\\.");
+        assert_eq!(d.priority, 3);
+        assert_eq!(d.definition["message-ttl"], serde_json::json!(60000));
+
+        let bad = Config::from_toml_str(
+            "[[policies]]\nname = \"p\"\npattern = \".*\"\n[policies.definition]\nmax-priority = 5\n",
+        )
+        .unwrap();
+        assert_eq!(invalid_key(&bad), "policies");
+        let bad = Config::from_toml_str(
+            "[[policies]]\nname = \"p\"\nvhost = \"nope\"\npattern = \".*\"\n[policies.definition]\nexpires = 5\n",
+        )
+        .unwrap();
+        assert_eq!(invalid_key(&bad), "policies");
+        assert!(Config::from_toml_str(
+            "[[policies]]\nname = \"p\"\npattern = \".*\"\ncolour = 1\n[policies.definition]\nexpires = 5\n"
+        )
+        .is_err());
     }
 
     #[test]

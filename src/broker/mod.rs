@@ -5,14 +5,17 @@
 
 pub mod access;
 pub mod alarms;
+pub mod direct_reply;
 pub mod exchange;
 pub mod limits;
 pub mod message;
 pub mod permissions;
 pub mod persist;
+pub mod policy;
 pub mod queue;
 pub mod registry;
 pub mod sampler;
+pub mod sender_selected;
 pub mod stats;
 pub mod stream;
 pub mod vhost;
@@ -54,6 +57,8 @@ pub struct Broker {
     /// The listeners' addresses, set once they are bound (for the overview and health checks).
     pub amqp_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub http_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Direct reply-to consumers, by token.
+    pub direct_reply: direct_reply::DirectReply,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -103,7 +108,17 @@ impl Broker {
             .iter()
             .map(|v| Arc::new(VHost::new(v, Some(persist.clone()))))
             .collect();
+        for v in &list {
+            v.bind_self();
+        }
         persist.restore(&list)?;
+        for p in &config.policies {
+            if let Some(v) = list.iter().find(|v| *v.name == *p.vhost) {
+                v.set_config_policy(p.to_def()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
+            }
+        }
         for v in list {
             vhosts.insert(v.name.to_string(), v);
         }
@@ -116,6 +131,7 @@ impl Broker {
             vhosts,
             persist,
             next_id: AtomicU64::new(1),
+            direct_reply: direct_reply::DirectReply::default(),
             registry: Registry::default(),
             alarms,
             retired: MsgStats::default(),
@@ -143,6 +159,7 @@ impl Broker {
     /// A new, empty vhost (run-time creation).
     fn add_vhost(&self, name: &str) -> Arc<VHost> {
         let v = Arc::new(VHost::new(name, Some(self.persist.clone())));
+        v.bind_self();
         self.vhosts.insert(name.to_string(), v.clone());
         v
     }

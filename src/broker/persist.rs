@@ -106,6 +106,7 @@ pub struct Persistence {
     pub commit: GroupCommit<ConfirmWaiter>,
     queues_dir: PathBuf,
     spill_dir: PathBuf,
+    delayed_dir: PathBuf,
     streams_dir: PathBuf,
     spill_seq: AtomicU64,
     pub segment_size: u64,
@@ -142,6 +143,7 @@ impl Persistence {
             commit,
             queues_dir: data_dir.join("queues"),
             spill_dir,
+            delayed_dir: data_dir.join("delayed"),
             streams_dir: data_dir.join("streams"),
             spill_seq: AtomicU64::new(1),
             segment_size,
@@ -158,6 +160,16 @@ impl Persistence {
             self.segment_size,
             self.commit.clone(),
         )
+    }
+
+    /// Where durable delayed exchanges keep their held messages (one directory each).
+    pub fn delayed_dir(&self) -> PathBuf {
+        self.delayed_dir.clone()
+    }
+
+    /// The held-message log in `dir` (see `exchange::delayed`).
+    pub fn delayed_log(&self, dir: &Path) -> io::Result<Arc<QueueLog>> {
+        QueueLog::open(dir, self.segment_size, self.commit.clone())
     }
 
     /// The message log directory of the durable queue with store id `id`.
@@ -344,6 +356,15 @@ impl Persistence {
             };
             v.restore_exchange(&d.name, o);
         }
+        let keep: Vec<PathBuf> = loaded
+            .exchanges
+            .iter()
+            .filter(|d| d.kind == ExchangeKind::Delayed.as_str())
+            .map(|d| {
+                crate::broker::exchange::delayed::log_dir(&self.delayed_dir, &d.vhost, &d.name)
+            })
+            .collect();
+        crate::broker::exchange::delayed::remove_orphans(&self.delayed_dir, &keep);
         let started = std::time::Instant::now();
         let mut messages = 0usize;
         for d in &loaded.queues {
@@ -389,6 +410,14 @@ impl Persistence {
                     &b.arguments,
                 );
             }
+        }
+        for row in &loaded.policies {
+            if let Some(v) = find(&row.vhost) {
+                v.restore_policy(row.value.clone());
+            }
+        }
+        for v in vhosts {
+            v.reapply_policies();
         }
         tracing::info!(
             exchanges = loaded.exchanges.len(),

@@ -47,6 +47,10 @@ pub struct Unacked {
     /// None for basic.get.
     pub consumer: Option<u64>,
     pub message: QueuedMessage,
+    /// When it was delivered (the connection's clock, ms) and how long it may stay unacked
+    /// (0 = no limit): the consumer timeout.
+    pub delivered_ms: u64,
+    pub timeout_ms: u64,
 }
 
 /// A consumer as its channel knows it.
@@ -55,6 +59,17 @@ pub struct ChannelConsumer {
     pub tag: Arc<str>,
     pub queue: Arc<Queue>,
     pub no_ack: bool,
+    /// Delivery acknowledgement timeout for its deliveries, ms (0 = none).
+    pub timeout_ms: u64,
+}
+
+/// The channel's direct reply-to consumer (`amq.rabbitmq.reply-to`).
+#[derive(Debug)]
+pub struct ReplyConsumer {
+    pub tag: Arc<str>,
+    pub id: u64,
+    /// Names the channel in rewritten `reply_to`s: `amq.rabbitmq.reply-to.<token>`.
+    pub token: Box<str>,
 }
 
 /// One open channel.
@@ -68,7 +83,8 @@ pub struct Channel {
     pub consumers: HashMap<u64, ChannelConsumer>,
     pub prefetch: u16,
     pub confirm: bool,
-    pub tx: bool,
+    /// `tx.select` was sent: the uncommitted publishes and settlements.
+    pub tx: Option<Box<super::tx::Tx>>,
     /// Sequence number of the last publish in confirm mode.
     pub publish_seq: u64,
     /// Highest sequence number ready to be confirmed and not yet sent.
@@ -87,6 +103,8 @@ pub struct Channel {
     /// This channel in its user's channel count (max-channels); given back when dropped.
     #[allow(dead_code)] // held for its Drop
     pub user_slot: Option<ChannelSlot>,
+    /// The direct reply-to consumer, if one was set up on this channel.
+    pub reply: Option<Box<ReplyConsumer>>,
     /// This channel in the broker's registry: its message counters (relaxed increments by this
     /// connection's task only) and what the stats endpoint lists.
     pub info: Arc<ChannelInfo>,
@@ -104,6 +122,11 @@ impl Channel {
         let t = self.next_tag;
         self.next_tag += 1;
         t
+    }
+
+    /// Is `tag` taken by a consumer of this channel (the reply consumer included)?
+    pub fn tag_in_use(&self, tag: &str) -> bool {
+        self.find_consumer_tag(tag).is_some() || self.reply.as_ref().is_some_and(|r| &*r.tag == tag)
     }
 
     pub fn find_consumer_tag(&self, tag: &str) -> Option<u64> {

@@ -2,9 +2,12 @@
 //! deliveries queues push to this connection, and giving messages back when a channel ends.
 
 use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
+use super::tx::{apply_settle, SettleKind};
 use super::Conn;
+use crate::broker::direct_reply::PSEUDO_QUEUE;
 use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
+use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::registry::ConsumerInfo;
 use crate::broker::stats::Stat;
 use crate::broker::stream::StreamConsumerSpec;
@@ -18,6 +21,9 @@ use std::sync::Arc;
 
 impl Conn {
     pub(super) fn on_consume(&mut self, chan: u16, c: basic::Consume) -> AmqpResult<()> {
+        if c.queue.as_str() == PSEUDO_QUEUE {
+            return self.consume_reply_to(chan, c);
+        }
         self.authz
             .check(Perm::Read, Kind::Queue, c.queue.as_str())?;
         let q = self.vhost.queue_for(c.queue.as_str(), self.id)?;
@@ -28,8 +34,14 @@ impl Conn {
         };
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
+        let cargs = if q.stream.is_none() {
+            consumer_args(&c.arguments, &q.describe())?
+        } else {
+            ConsumerArgs::default()
+        };
+        let timeout_ms = self.consumer_timeout(cargs.timeout_ms, &q);
         let ch = self.ch(chan)?;
-        if ch.find_consumer_tag(&tag).is_some() {
+        if ch.tag_in_use(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
@@ -50,6 +62,7 @@ impl Conn {
                 tag: tag.clone(),
                 queue: q.clone(),
                 no_ack: c.no_ack,
+                timeout_ms,
             },
         );
         let added = match &q.stream {
@@ -81,6 +94,7 @@ impl Conn {
                 no_ack: c.no_ack,
                 exclusive: c.exclusive,
                 prefetch,
+                priority: cargs.priority,
             }),
         };
         if let Err(e) = added {
@@ -100,12 +114,17 @@ impl Conn {
     }
 
     pub(super) fn on_cancel(&mut self, chan: u16, c: basic::Cancel) -> AmqpResult<()> {
+        let reply = self.cancel_reply_to(chan, c.consumer_tag.as_str())?;
         let ch = self.ch(chan)?;
-        if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
+        if reply {
+        } else if let Some(id) = ch.find_consumer_tag(c.consumer_tag.as_str()) {
             if let Some(cc) = ch.consumers.remove(&id) {
                 ch.info.remove_consumer(id);
                 if cc.queue.remove_consumer(id) {
                     self.vhost.drop_queue(&cc.queue);
+                } else if cc.queue.single_active() {
+                    // The next registered consumer is the active one now.
+                    cc.queue.dispatch_now();
                 }
             }
         }
@@ -129,6 +148,8 @@ impl Conn {
             )));
         }
         let frame_max = self.frame_max;
+        let timeout_ms = self.consumer_timeout(None, &q);
+        let now_ms = self.now_ms;
         self.ch(chan)?;
         let Some((m, left)) = q.get(g.no_ack) else {
             self.ch(chan)?.info.stats.inc(Stat::GetEmpty);
@@ -162,16 +183,22 @@ impl Conn {
         hot::encode_content_header(w, chan, m.msg.body.len() as u64, &m.msg.properties);
         hot::encode_body(w, chan, &m.msg.body, frame_max);
         if !g.no_ack {
+            let first = ch.unacked.is_empty();
             ch.unacked.push_back(Unacked {
                 tag,
                 queue: q,
                 consumer: None,
                 message: m,
+                delivered_ms: now_ms,
+                timeout_ms,
             });
             ch.info.unacked.store(
                 ch.unacked.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            if first {
+                self.arm_timeout(timeout_ms);
+            }
         }
         Ok(())
     }
@@ -189,14 +216,20 @@ impl Conn {
                 a.delivery_tag
             )));
         };
-        if method != BASIC_ACK && a.requeue {
-            let items: Vec<Unacked> = ch.unacked.drain(range).collect();
-            for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        let kind = match (method, a.requeue) {
+            (BASIC_ACK, _) => SettleKind::Ack,
+            (_, true) => SettleKind::Requeue,
+            (_, false) => SettleKind::Discard,
+        };
+        if let Some(t) = ch.tx.as_mut() {
+            // Applied (and counted) at tx.commit; already gone from the unacked list (acking
+            // the same tag twice is a 406, as RabbitMQ).
+            t.settle(kind, ch.unacked.drain(range));
         } else {
-            if method == BASIC_ACK {
+            if kind == SettleKind::Ack {
                 ch.info.stats.add(Stat::Ack, range.len() as u64);
             }
-            ch.unacked.drain(range).for_each(|u| settles.acked(u));
+            apply_settle(settles, kind, ch.unacked.drain(range));
         }
         ch.info.unacked.store(
             ch.unacked.len() as u64,
@@ -253,6 +286,11 @@ impl Conn {
                     }
                 }
             }
+            ClientEvent::Reply {
+                channel,
+                consumer_id,
+                message,
+            } => self.deliver_reply(channel, consumer_id, message),
             ClientEvent::Close { code, text } => {
                 let e = AmqpError {
                     scope: crate::error::Scope::Connection,
@@ -288,7 +326,7 @@ impl Conn {
             d.queue.clone().give_back(d);
             return;
         };
-        let no_ack = c.no_ack;
+        let (no_ack, timeout_ms) = (c.no_ack, c.timeout_ms);
         let tag = *next_tag;
         *next_tag += 1;
         let m = &d.message;
@@ -319,26 +357,46 @@ impl Conn {
             // Credit for no-ack consumers comes back once the batch is handed to the writer.
             self.settles.written(&d.queue, d.consumer_id, &d.message);
         } else {
+            let first = unacked.is_empty();
             unacked.push_back(Unacked {
                 tag,
                 queue: d.queue,
                 consumer: Some(d.consumer_id),
                 message: d.message,
+                delivered_ms: self.now_ms,
+                timeout_ms,
             });
             info.unacked
                 .store(unacked.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if first {
+                self.arm_timeout(timeout_ms);
+            }
         }
     }
 
     /// A channel ends: cancel its consumers, give back its unacked messages.
     pub(super) fn release_channel(&mut self, mut ch: Box<Channel>) {
+        self.release_reply_to(ch.reply.take());
+        let mut single_active = Vec::new();
         self.info.close_channel(ch.info.number);
         for (id, c) in ch.consumers.drain() {
             if c.queue.remove_consumer(id) {
                 self.vhost.drop_queue(&c.queue);
+            } else if c.queue.single_active() {
+                single_active.push(c.queue);
             }
         }
-        let items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        let mut items: Vec<Unacked> = ch.unacked.drain(..).collect();
+        if let Some(t) = ch.tx.take() {
+            // Settled in a transaction that was never committed: still unacked.
+            items.extend(t.into_unacked());
+            items.sort_by_key(|u| u.tag);
+        }
         for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
+        // A single-active-consumer queue fails over only now, so that the next consumer gets
+        // the unacked messages just requeued before anything newer.
+        for q in single_active {
+            q.dispatch_now();
+        }
     }
 }

@@ -358,7 +358,7 @@ impl Conn {
             C::Basic(m) => self.basic_method(chan, m),
             C::Confirm(confirm::AMQPMethod::Select(s)) => {
                 let ch = self.ch(chan)?;
-                if ch.tx {
+                if ch.tx.is_some() {
                     return Err(AmqpError::precondition_failed(
                         "cannot switch from tx to confirm mode",
                     ));
@@ -375,19 +375,9 @@ impl Conn {
                 }
                 Ok(())
             }
-            C::Tx(tx::AMQPMethod::Select(_)) => {
-                if self.ch(chan)?.confirm {
-                    return Err(AmqpError::precondition_failed(
-                        "cannot switch from confirm to tx mode",
-                    ));
-                }
-                Err(AmqpError::not_implemented(
-                    "transactions are not supported yet",
-                ))
-            }
-            C::Tx(_) => Err(AmqpError::precondition_failed(
-                "channel is not transactional",
-            )),
+            C::Tx(tx::AMQPMethod::Select(_)) => self.on_tx_select(chan),
+            C::Tx(tx::AMQPMethod::Commit(_)) => self.on_tx_commit(chan),
+            C::Tx(tx::AMQPMethod::Rollback(_)) => self.on_tx_rollback(chan),
             _ => Err(AmqpError::command_invalid("method not allowed here")),
         }
     }
@@ -458,6 +448,10 @@ impl Conn {
         let conn = self.id;
         let (nowait, reply) = match m {
             Q::Declare(d) => {
+                if let Some(r) = self.declare_reply_to(d.queue.as_str()) {
+                    // amq.rabbitmq.reply-to(.*): a pseudo-queue, never created.
+                    return self.reply_declare_ok(chan, d.nowait, r?);
+                }
                 let opts = QueueOptions {
                     durable: d.durable,
                     exclusive: d.exclusive,
@@ -528,6 +522,18 @@ impl Conn {
         let default_end = source.is_empty() || (dest_kind == Kind::Exchange && dest.is_empty());
         if !default_end {
             self.authz.check(Perm::Read, Kind::Exchange, source)?;
+        }
+        Ok(())
+    }
+
+    fn reply_declare_ok(
+        &mut self,
+        chan: u16,
+        nowait: bool,
+        ok: queue::DeclareOk,
+    ) -> AmqpResult<()> {
+        if !nowait {
+            self.send(chan, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)));
         }
         Ok(())
     }

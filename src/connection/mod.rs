@@ -4,9 +4,12 @@
 
 mod channel;
 mod delivery;
+mod direct_reply;
 mod dispatch;
 mod handshake;
 mod publish;
+mod timeout;
+mod tx;
 pub mod writer;
 
 use crate::auth::User;
@@ -129,6 +132,12 @@ pub struct Conn {
     desynced: bool,
     /// Set when the connection should end now.
     done: bool,
+    /// The connection's clock: `now_ms` is `clock.elapsed()`, read once per batch.
+    clock: Instant,
+    now_ms: u64,
+    /// When the consumer-timeout timer must next look at the channels (ms on `clock`;
+    /// `timeout::NEVER` when no delivery with a timeout is unacked).
+    next_timeout_check: u64,
     /// A queue this connection published into is congested: stop reading until it drains.
     flow_wait: Option<Arc<Queue>>,
     /// This connection in the broker's registry (counters, channels, consumers).
@@ -234,6 +243,9 @@ pub async fn serve_as<S>(
         closing: false,
         desynced: false,
         done: false,
+        clock: Instant::now(),
+        now_ms: 0,
+        next_timeout_check: timeout::NEVER,
         flow_wait: None,
         info,
         block_pending: false,
@@ -273,6 +285,9 @@ impl Conn {
         let mut last_read = Instant::now();
         let mut last_written = 0u64;
         let mut close_deadline: Option<Instant> = None;
+        // The consumer-timeout timer, reset only when its deadline moves.
+        let mut timeout_timer = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+        let mut timer_set_for = timeout::NEVER;
         let mut alarms = self.broker.alarms.subscribe();
         self.on_alarm_change(*alarms.borrow_and_update());
         // Any frames that arrived together with the handshake's last frame.
@@ -288,6 +303,13 @@ impl Conn {
                 self.block();
             }
             let backlogged = self.out.queued() > writer::HIGH_WATER;
+            if self.next_timeout_check != timer_set_for {
+                timer_set_for = self.next_timeout_check;
+                if timer_set_for != timeout::NEVER {
+                    let at = self.clock + Duration::from_millis(timer_set_for);
+                    timeout_timer.as_mut().reset(at.into());
+                }
+            }
             let flow = self.flow_wait.clone();
             tokio::select! {
                 r = io.fill(), if flow.is_none() && !self.blocked => match r {
@@ -295,6 +317,7 @@ impl Conn {
                     Err(e) => return format!("read error: {e}"),
                     Ok(n) => {
                         last_read = Instant::now();
+                        self.touch_clock();
                         self.info.recv_oct.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                         self.info.recv_cnt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.process_frames(&mut io.rbuf);
@@ -310,6 +333,7 @@ impl Conn {
                     }
                 }
                 Some(ev) = events.recv(), if !backlogged => {
+                    self.touch_clock();
                     self.handle_event(ev);
                     for _ in 0..255 {
                         match events.try_recv() {
@@ -319,6 +343,11 @@ impl Conn {
                     }
                 }
                 _ = self.out.drained.notified(), if backlogged => {}
+                _ = timeout_timer.as_mut(), if timer_set_for != timeout::NEVER && !self.closing => {
+                    timer_set_for = timeout::NEVER;
+                    self.touch_clock();
+                    self.check_consumer_timeouts();
+                }
                 _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
                     self.flow_wait = None;
                 }

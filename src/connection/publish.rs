@@ -4,9 +4,12 @@
 use super::channel::Content;
 use super::channel::PendingConfirm;
 use super::Conn;
+use crate::broker::direct_reply::reply_token;
+use crate::broker::exchange::delayed;
 use crate::broker::message::Message;
 use crate::broker::permissions::{Kind, Perm};
 use crate::broker::persist::ConfirmWaiter;
+use crate::broker::sender_selected;
 use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::frame::RawFrame;
@@ -14,6 +17,17 @@ use crate::protocol::hot::{self, ContentHeader, Publish};
 use crate::protocol::CLASS_BASIC;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
+
+/// A published message on its way to routing, with what routing needs besides the message.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub msg: Message,
+    pub mandatory: bool,
+    /// Extra routing keys from the CC and BCC headers.
+    pub cc: Vec<Bytes>,
+    /// It has a BCC header, removed before delivery.
+    pub bcc: bool,
+}
 
 impl Conn {
     pub(super) fn on_publish(&mut self, chan: u16, p: Publish) -> AmqpResult<()> {
@@ -147,74 +161,37 @@ impl Conn {
                 .on(60, 40));
             }
         }
+        // Direct reply-to: a request's reply_to names this channel's reply consumer.
+        let properties = self.rewrite_reply_to(chan, header.properties)?;
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
-            persistent: Message::persistent_in(&header.properties),
-            properties: header.properties,
+            persistent: Message::persistent_in(&properties),
+            properties,
             body,
         };
+        // CC / BCC headers: extra routing keys (a bad one fails the publish, as RabbitMQ).
+        let (cc, bcc) = sender_selected::extra_keys(&msg.properties)
+            .map_err(|e| AmqpError::precondition_failed(e).on(60, 40))?;
         ex.stats.inc(Stat::PublishIn);
-        let mut targets = std::mem::take(&mut self.route_out);
-        targets.clear();
-        self.vhost
-            .route(&ex, &msg, &mut targets, &mut self.route_seen);
-        let returned = targets.is_empty() && p.mandatory;
-        {
-            let stats = &self.ch(chan)?.info.stats;
-            stats.inc(Stat::Publish);
-            if !targets.is_empty() {
-                ex.stats.inc(Stat::PublishOut);
-            } else if returned {
-                stats.inc(Stat::ReturnUnroutable);
-            } else {
-                stats.inc(Stat::DropUnroutable);
-            }
-        }
-        if returned {
-            // As RabbitMQ: a returned message's ack directly follows its return, with every
-            // earlier publish acked before it. Clients (lapin, the Java client) pair a return
-            // with the next ack, so a coalesced ack must not cover it.
-            self.flush_channel_confirms(chan);
-            let w = &mut self.wbuf;
-            hot::encode_return(w, chan, 312, b"NO_ROUTE", &msg.exchange, &msg.routing_key);
-            hot::encode_content_header(w, chan, msg.body.len() as u64, &msg.properties);
-            hot::encode_body(w, chan, &msg.body, self.frame_max);
-        }
+        self.ch(chan)?.info.stats.inc(Stat::Publish);
+        let out = Outgoing {
+            msg,
+            mandatory: p.mandatory,
+            cc,
+            bcc,
+        };
         let (confirm, seq, epoch) = {
             let ch = self.ch(chan)?;
+            if let Some(t) = ch.tx.as_mut() {
+                // Routed and stored at tx.commit.
+                t.publish(ex, out);
+                return Ok(());
+            }
             (ch.confirm, ch.publish_seq, ch.epoch)
         };
-        let (mut waits, mut failed) = (0u32, false);
-        let last = targets.len().saturating_sub(1);
-        let mut msg = Some(msg);
-        for (i, q) in targets.drain(..).enumerate() {
-            // The last queue takes the message itself; the others share its bytes.
-            let m = if i == last { msg.take() } else { msg.clone() };
-            let Some(m) = m else { break };
-            match q.publish(m) {
-                Ok(Some(ticket)) if confirm => {
-                    waits += 1;
-                    q.sync_then(ConfirmWaiter {
-                        tx: self.events_tx.clone(),
-                        channel: chan,
-                        epoch,
-                        seq,
-                        last: seq,
-                        ticket,
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(queue = %q.name, "could not store a message: {e}");
-                    failed = true;
-                }
-            }
-            if q.flow.is_congested() && self.flow_wait.is_none() && !self.consumes() {
-                self.flow_wait = Some(q);
-            }
-        }
-        self.route_out = targets;
+        let waiter = confirm.then_some((epoch, seq));
+        let (returned, waits, failed) = self.route_and_store(chan, &ex, out, waiter);
         if confirm {
             self.confirm_publish(chan, seq, waits, failed)?;
             if returned {
@@ -228,6 +205,136 @@ impl Conn {
             );
         }
         Ok(())
+    }
+
+    /// Route `msg` from `ex` and put it in every queue it reaches (or hand it to a direct
+    /// reply-to consumer); an unroutable mandatory message is returned. `waiter` is the
+    /// (channel epoch, sequence number) log syncs report back with, when the caller waits for
+    /// them. Returns (returned, syncs to wait for, a store failed).
+    pub(super) fn route_and_store(
+        &mut self,
+        chan: u16,
+        ex: &Arc<crate::broker::exchange::Exchange>,
+        out: Outgoing,
+        waiter: Option<(u64, u64)>,
+    ) -> (bool, u32, bool) {
+        let Outgoing {
+            mut msg,
+            mandatory,
+            cc,
+            bcc,
+        } = out;
+        if let Some(d) = ex.delayed() {
+            if let Some(delay) = delayed::delay_of(&msg.properties) {
+                // Held until its time (counts as routed: the plugin does not support mandatory).
+                ex.stats.inc(Stat::PublishOut);
+                return match d.hold(msg, delay) {
+                    Ok(Some(ticket)) => match waiter {
+                        Some((epoch, seq)) => {
+                            d.sync_then(ConfirmWaiter {
+                                tx: self.events_tx.clone(),
+                                channel: chan,
+                                epoch,
+                                seq,
+                                last: seq,
+                                ticket,
+                            });
+                            (false, 1, false)
+                        }
+                        None => (false, 0, false),
+                    },
+                    Ok(None) => (false, 0, false),
+                    Err(e) => {
+                        tracing::error!(exchange = %ex.name, "could not store a delayed message: {e}");
+                        (false, 0, true)
+                    }
+                };
+            }
+        }
+        if ex.is_default() {
+            if let Some(token) = reply_token(&msg.routing_key) {
+                // As RabbitMQ: counts as routed whether or not the consumer is still there.
+                ex.stats.inc(Stat::PublishOut);
+                let token = token.to_owned();
+                self.broker.direct_reply.deliver(&token, msg);
+                return (false, 0, false);
+            }
+        }
+        let mut targets = std::mem::take(&mut self.route_out);
+        targets.clear();
+        self.vhost
+            .route(ex, &msg, &mut targets, &mut self.route_seen);
+        if !cc.is_empty() {
+            for key in cc {
+                let m = Message {
+                    routing_key: key,
+                    ..msg.clone()
+                };
+                self.vhost.route(ex, &m, &mut targets, &mut self.route_seen);
+            }
+            // Each queue gets the message once, whatever number of keys reached it.
+            targets.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+            targets.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+        if bcc {
+            // Sender-selected distribution: BCC routing keys are not shown to consumers.
+            if let Some(p) = sender_selected::without_bcc(&msg.properties) {
+                msg.properties = p;
+            }
+        }
+        let returned = targets.is_empty() && mandatory;
+        if !targets.is_empty() {
+            ex.stats.inc(Stat::PublishOut);
+        } else if let Some(Some(ch)) = self.channels.get(usize::from(chan)) {
+            ch.info.stats.inc(if returned {
+                Stat::ReturnUnroutable
+            } else {
+                Stat::DropUnroutable
+            });
+        }
+        if returned {
+            // As RabbitMQ: a returned message's ack directly follows its return, with every
+            // earlier publish acked before it. Clients (lapin, the Java client) pair a return
+            // with the next ack, so a coalesced ack must not cover it.
+            self.flush_channel_confirms(chan);
+            let w = &mut self.wbuf;
+            hot::encode_return(w, chan, 312, b"NO_ROUTE", &msg.exchange, &msg.routing_key);
+            hot::encode_content_header(w, chan, msg.body.len() as u64, &msg.properties);
+            hot::encode_body(w, chan, &msg.body, self.frame_max);
+        }
+        let (mut waits, mut failed) = (0u32, false);
+        let last = targets.len().saturating_sub(1);
+        let mut msg = Some(msg);
+        for (i, q) in targets.drain(..).enumerate() {
+            // The last queue takes the message itself; the others share its bytes.
+            let m = if i == last { msg.take() } else { msg.clone() };
+            let Some(m) = m else { break };
+            match q.publish(m) {
+                Ok(Some(ticket)) => {
+                    if let Some((epoch, seq)) = waiter {
+                        waits += 1;
+                        q.sync_then(ConfirmWaiter {
+                            tx: self.events_tx.clone(),
+                            channel: chan,
+                            epoch,
+                            seq,
+                            last: seq,
+                            ticket,
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(queue = %q.name, "could not store a message: {e}");
+                    failed = true;
+                }
+            }
+            if q.flow.is_congested() && self.flow_wait.is_none() && !self.consumes() {
+                self.flow_wait = Some(q);
+            }
+        }
+        self.route_out = targets;
+        (returned, waits, failed)
     }
 
     /// Does this connection consume? Its acks arrive on the socket flow control would stop
@@ -291,6 +398,10 @@ impl Conn {
         };
         if ch.epoch != epoch || ch.closing || self.closing {
             return;
+        }
+        if ch.tx.is_some() {
+            // A transactional channel has no confirms: the syncs were for commits.
+            return self.tx_stored(chan, seq, last, ok);
         }
         // Every publish of the run waited for this queue, so each is still pending here.
         let start = ch.unconfirmed.partition_point(|p| p.seq < seq);

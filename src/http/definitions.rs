@@ -119,7 +119,7 @@ pub fn export(b: &Broker) -> Value {
         "topic_permissions": [],
         "parameters": limit_parameters(b),
         "global_parameters": [{"name": "cluster_name", "value": b.config.cluster_name}],
-        "policies": [],
+        "policies": b.vhosts().iter().flat_map(|v| v.list_policies()).collect::<Vec<_>>(),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
@@ -180,7 +180,7 @@ pub async fn get_vhost(auth: Auth, Path(vhost): Path<String>) -> ApiResult<Json<
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "parameters": [], "policies": [],
+        "parameters": [], "policies": v.list_policies(),
         "queues": queues, "exchanges": exchanges, "bindings": bindings,
     })))
 }
@@ -207,8 +207,15 @@ fn target(b: &Broker, o: &Value, fixed: Option<&Arc<VHost>>) -> ApiResult<Arc<VH
         .ok_or_else(|| ApiError::bad_request(format!("vhost '{name}' does not exist")))
 }
 
-/// Exchanges, queues and bindings from `doc` into their vhosts.
+/// Exchanges, queues and bindings (and policies) from `doc` into their vhosts.
 fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiResult<()> {
+    // Policies first, so that the queues and exchanges below are declared under them.
+    for p in list(doc, "policies")? {
+        let v = target(b, p, fixed)?;
+        let name = req_text(p, "name", "policy")?;
+        let def = super::policies::def_from_json(&v.name, name, p)?;
+        v.set_policy(def)?;
+    }
     for e in list(doc, "exchanges")? {
         let v = target(b, e, fixed)?;
         let name = req_text(e, "name", "exchange")?;
@@ -264,12 +271,7 @@ fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiRe
 }
 
 fn ignored(doc: &Value) {
-    for k in [
-        "policies",
-        "parameters",
-        "global_parameters",
-        "topic_permissions",
-    ] {
+    for k in ["parameters", "global_parameters", "topic_permissions"] {
         let unsupported = |p: &Value| k != "parameters" || p["component"] != "vhost-limits";
         if doc
             .get(k)

@@ -38,7 +38,7 @@ pub fn exchange_json(e: &Exchange) -> Value {
         "internal": e.options.internal,
         "arguments": table_to_json(&e.options.arguments),
         "user_who_performed_action": "rmq-internal",
-        "policy": null,
+        "policy": e.policy().map(|p| p.def.name.clone()),
         "message_stats": stats_of(&e.stats.counts(), &e.rates, 0, EXCHANGE_STATS),
     })
 }

@@ -5,8 +5,8 @@
 //!
 //! Files by resource: `overview` (overview, nodes, health), `connections` (connections,
 //! channels, consumers), `exchanges`, `queues`, `bindings`, `admin` (vhosts, users,
-//! permissions), `limits` (vhost and user limits), `definitions`, `metrics`, `dashboard`;
-//! `auth`, `error` and `json` are shared.
+//! permissions), `limits` (vhost and user limits), `policies`, `definitions`, `metrics`,
+//! `dashboard`; `auth`, `error` and `json` are shared.
 
 mod admin;
 mod auth;
@@ -21,6 +21,7 @@ pub mod json;
 mod limits;
 mod metrics;
 mod overview;
+mod policies;
 mod queues;
 
 use crate::broker::Broker;
@@ -53,9 +54,13 @@ pub fn router(b: Arc<Broker>) -> Router {
             "/api/extensions",
             get(|_: Auth| async { axum::Json(serde_json::json!([])) }),
         )
+        .route("/api/policies", get(policies::list_all))
+        .route("/api/policies/{vhost}", get(policies::list_vhost))
         .route(
-            "/api/policies",
-            get(|_: Auth| async { axum::Json(serde_json::json!([])) }),
+            "/api/policies/{vhost}/{name}",
+            get(policies::show)
+                .put(policies::put)
+                .delete(policies::delete),
         )
         .route(
             "/api/parameters",

@@ -301,6 +301,47 @@ pub fn expiration(props: &[u8]) -> Option<&[u8]> {
     r.take(len).ok()
 }
 
+/// `reply_to` if present, as raw bytes (checked on every publish for direct reply-to: a flag
+/// test when absent, a shallow walk over the earlier fields when present).
+pub fn reply_to(props: &[u8]) -> Option<&[u8]> {
+    let mut r = locate(props, FLAG_REPLY_TO)?;
+    let len = usize::from(r.u8().ok()?);
+    r.take(len).ok()
+}
+
+/// Does the property list carry a `headers` table? (A flag test: features keyed on headers
+/// cost nothing for messages without any.)
+pub fn has_headers(props: &[u8]) -> bool {
+    props
+        .first()
+        .is_some_and(|hi| u16::from_be_bytes([*hi, 0]) & FLAG_HEADERS != 0)
+}
+
+/// Does the headers table have a top-level entry named `key`? Walks the table without
+/// allocating (false for a malformed table: validation reports that elsewhere).
+pub fn has_header(props: &[u8], key: &[u8]) -> bool {
+    has_any_header(props, &[key])
+}
+
+/// Does the headers table have a top-level entry named one of `keys`? One walk, no allocation.
+pub fn has_any_header(props: &[u8], keys: &[&[u8]]) -> bool {
+    let Some(mut r) = locate(props, FLAG_HEADERS) else {
+        return false;
+    };
+    let Ok(body) = r.long() else { return false };
+    let mut t = Cursor::new(body, "headers table");
+    while !t.is_empty() {
+        let Ok(k) = t.shortstr() else { return false };
+        if body.get(k).is_some_and(|k| keys.contains(&k)) {
+            return true;
+        }
+        if skip_value(&mut t, 1).is_err() {
+            return false;
+        }
+    }
+    false
+}
+
 /// `user_id` if present, as raw bytes.
 pub fn user_id(props: &[u8]) -> Option<&[u8]> {
     let mut r = locate(props, FLAG_USER_ID)?;

@@ -14,6 +14,8 @@
 //! - `bindings_by_dest`: (vhost, kind, dest, source, routing key, arguments) → `bindings` key, a
 //!   reverse index so deleting a queue or exchange finds the bindings to it without a full scan
 //! - `vhosts`: name → (); `meta`: schema version and the next queue id.
+//! - `policies`: (vhost, name) → the policy as JSON (its shape is the broker's business; the
+//!   table was added later: opening an older file creates it, the schema version is unchanged).
 //! - `vhost_defs`: name → [`VhostDef`]; `users`: name → [`UserDef`]; `permissions`: (user,
 //!   vhost) → [`PermissionDef`]: what the HTTP API changed at run time. Each may be a tombstone
 //!   (`deleted: true`), so that deleting a vhost, user or permission that the config file
@@ -83,6 +85,14 @@ pub struct BindingDef {
     pub arguments: FieldTable,
 }
 
+/// A stored policy: its key and its JSON document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    pub vhost: String,
+    pub name: String,
+    pub value: serde_json::Value,
+}
+
 /// A vhost created (or deleted: `deleted`) through the HTTP API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct VhostDef {
@@ -142,6 +152,7 @@ pub struct Loaded {
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
     pub vhosts: Vec<String>,
+    pub policies: Vec<PolicyRow>,
     pub vhost_defs: Vec<VhostDef>,
     pub users: Vec<UserDef>,
     pub permissions: Vec<PermissionDef>,
@@ -183,6 +194,7 @@ const QUEUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bindings");
 const BINDINGS_BY_DEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bindings_by_dest");
 const VHOSTS: TableDefinition<&str, ()> = TableDefinition::new("vhosts");
+const POLICIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("policies");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const VHOST_DEFS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vhost_defs");
 const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
@@ -360,6 +372,7 @@ impl Definitions {
                     QUEUES,
                     BINDINGS,
                     BINDINGS_BY_DEST,
+                    POLICIES,
                     VHOST_DEFS,
                     USERS,
                     PERMISSIONS,
@@ -473,6 +486,25 @@ impl Definitions {
         })
     }
 
+    /// Stores (or replaces) a policy.
+    pub fn put_policy(&self, p: &PolicyRow) -> Result<(), DefinitionsError> {
+        self.write("put_policy", |txn| {
+            let value = encode("policy", p)?;
+            let mut t = txn.open_table(POLICIES)?;
+            t.insert(name_key(&p.vhost, &p.name).as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a policy (no-op if absent).
+    pub fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), DefinitionsError> {
+        self.write("delete_policy", |txn| {
+            txn.open_table(POLICIES)?
+                .remove(name_key(vhost, name).as_slice())?;
+            Ok(())
+        })
+    }
+
     /// Records a vhost.
     pub fn put_vhost(&self, name: &str) -> Result<(), DefinitionsError> {
         self.write("put_vhost", |txn| {
@@ -553,6 +585,7 @@ impl Definitions {
                 queues: read_all(&txn.open_table(QUEUES)?, "queue")?,
                 bindings: read_all(&txn.open_table(BINDINGS)?, "binding")?,
                 vhosts,
+                policies: read_all(&txn.open_table(POLICIES)?, "policy")?,
                 vhost_defs: read_all(&txn.open_table(VHOST_DEFS)?, "vhost")?,
                 users: read_all(&txn.open_table(USERS)?, "user")?,
                 permissions: read_all(&txn.open_table(PERMISSIONS)?, "permission")?,

@@ -3,6 +3,7 @@
 //! queue_* (and channel_multiplexing) and routing_* tests, and a minimal raw AMQP client.
 #![allow(dead_code)]
 
+pub mod consumers;
 pub mod durability;
 pub mod http;
 pub mod queues;

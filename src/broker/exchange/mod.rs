@@ -3,6 +3,7 @@
 //! destinations does this message reach? Exchange-to-exchange hops and alternate exchanges are
 //! followed by `VHost::route`.
 
+pub mod delayed;
 pub mod headers;
 pub mod headers_index;
 pub mod topic;
@@ -26,6 +27,8 @@ pub enum ExchangeKind {
     Fanout,
     Topic,
     Headers,
+    /// `x-delayed-message`: routes like its `x-delayed-type` once a message's delay is over.
+    Delayed,
 }
 
 impl ExchangeKind {
@@ -35,6 +38,7 @@ impl ExchangeKind {
             "fanout" => Some(ExchangeKind::Fanout),
             "topic" => Some(ExchangeKind::Topic),
             "headers" => Some(ExchangeKind::Headers),
+            "x-delayed-message" => Some(ExchangeKind::Delayed),
             _ => None,
         }
     }
@@ -45,6 +49,22 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::Delayed => "x-delayed-message",
+        }
+    }
+
+    /// The routing kind an `x-delayed-message` exchange's `x-delayed-type` names; None when
+    /// missing or not a (non-delayed) type warren routes with. Err(name) for an unknown type.
+    pub fn delayed_type(args: &FieldTable) -> Option<Result<ExchangeKind, String>> {
+        let name = match args.inner().get("x-delayed-type")? {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            AMQPValue::ShortString(s) => s.as_str().to_string(),
+            _ => return None,
+        };
+        match ExchangeKind::parse(&name) {
+            Some(ExchangeKind::Delayed) => None,
+            Some(k) => Some(Ok(k)),
+            None => Some(Err(name)),
         }
     }
 }
@@ -100,6 +120,12 @@ pub struct Exchange {
     pub options: ExchangeOptions,
     /// `alternate-exchange` argument: where unroutable messages go.
     pub alternate: Option<Arc<str>>,
+    /// How bindings route: the declared type, or a delayed exchange's `x-delayed-type`.
+    route_kind: ExchangeKind,
+    /// Held messages of an `x-delayed-message` exchange.
+    delayed: std::sync::OnceLock<Arc<delayed::Delayed>>,
+    /// The policy that applies (its `alternate-exchange` is used when the argument is absent).
+    policy: RwLock<Option<Arc<crate::broker::policy::Policy>>>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
     /// publish_in / publish_out counts (relaxed increments only).
@@ -129,11 +155,21 @@ impl Exchange {
             Some(AMQPValue::ShortString(s)) => Some(Arc::from(s.as_str())),
             _ => None,
         };
+        let route_kind = match options.kind {
+            ExchangeKind::Delayed => match ExchangeKind::delayed_type(&options.arguments) {
+                Some(Ok(k)) => k,
+                _ => ExchangeKind::Direct,
+            },
+            k => k,
+        };
         Exchange {
             name,
             vhost,
             options,
             alternate,
+            route_kind,
+            delayed: std::sync::OnceLock::new(),
+            policy: RwLock::new(None),
             bindings: RwLock::new(Bindings::default()),
             deleted: AtomicBool::new(false),
             stats: MsgStats::default(),
@@ -141,8 +177,45 @@ impl Exchange {
         }
     }
 
+    /// The kind bindings route with (a delayed exchange's underlying type).
     pub fn kind(&self) -> ExchangeKind {
-        self.options.kind
+        self.route_kind
+    }
+
+    /// Where unroutable messages go: the `alternate-exchange` argument, else the policy's.
+    pub fn alternate_exchange(&self) -> Option<Arc<str>> {
+        if let Some(a) = &self.alternate {
+            return Some(a.clone());
+        }
+        let p = self.policy.read();
+        match p.as_ref()?.get("alternate-exchange")? {
+            AMQPValue::LongString(s) => {
+                Some(Arc::from(String::from_utf8_lossy(s.as_bytes()).as_ref()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Apply a policy (None: none applies any more).
+    pub fn set_policy(&self, p: Option<Arc<crate::broker::policy::Policy>>) {
+        *self.policy.write() = p;
+    }
+
+    /// The policy that applies, if any.
+    pub fn policy(&self) -> Option<Arc<crate::broker::policy::Policy>> {
+        self.policy.read().clone()
+    }
+
+    /// The held messages of an `x-delayed-message` exchange.
+    pub fn delayed(&self) -> Option<&Arc<delayed::Delayed>> {
+        self.delayed.get()
+    }
+
+    pub(crate) fn set_delayed(
+        &self,
+        d: Arc<delayed::Delayed>,
+    ) -> Result<(), Arc<delayed::Delayed>> {
+        self.delayed.set(d)
     }
 
     pub fn is_default(&self) -> bool {
@@ -177,7 +250,7 @@ impl Exchange {
             return Ok(false);
         }
         match self.kind() {
-            ExchangeKind::Direct => b
+            ExchangeKind::Direct | ExchangeKind::Delayed => b
                 .direct
                 .entry(key.as_bytes().into())
                 .or_default()
@@ -218,7 +291,7 @@ impl Exchange {
             .iter()
             .any(|r| &r.dest == dest && r.routing_key == key);
         match self.kind() {
-            ExchangeKind::Direct if !still => {
+            ExchangeKind::Direct | ExchangeKind::Delayed if !still => {
                 if let Some(v) = b.direct.get_mut(key.as_bytes()) {
                     v.retain(|d| d != dest);
                     if v.is_empty() {
@@ -268,7 +341,7 @@ impl Exchange {
     pub fn route_local(&self, msg: &Message, hdrs: &mut LazyHeaders, out: &mut impl FnMut(&Dest)) {
         let b = self.bindings.read();
         match self.kind() {
-            ExchangeKind::Direct => {
+            ExchangeKind::Direct | ExchangeKind::Delayed => {
                 if let Some(v) = b.direct.get(&msg.routing_key[..]) {
                     v.iter().for_each(&mut *out);
                 }

@@ -1,6 +1,7 @@
 //! The classic queue's state: the ready messages in order, the consumers with their credit, and the
-//! dispatch loop that hands messages to consumers round-robin. Lives behind the queue's mutex; all
-//! methods are short and never block or await.
+//! dispatch loop that hands messages to consumers round-robin (highest `x-priority` first; only
+//! the first registered consumer with `x-single-active-consumer`). Lives behind the queue's
+//! mutex; all methods are short and never block or await.
 
 use super::consumer::{ClientEvent, ConsumerEntry, Delivery};
 use super::paging::{cost, Paged};
@@ -22,9 +23,15 @@ pub struct ClassicState {
     pub paged: VecDeque<Paged>,
     pub paged_bytes: u64,
     pub next_seq: u64,
+    /// Consumers in dispatch order: by priority, highest first, then registration order (only
+    /// registration order for a single-active-consumer queue: the first one is the active one).
     pub consumers: Vec<ConsumerEntry>,
     /// Index of the consumer that gets the next message (round-robin).
     pub cursor: usize,
+    /// `x-single-active-consumer`: only `consumers[0]` receives.
+    pub single_active: bool,
+    /// Consumers differ in priority (else dispatch is plain round robin).
+    prioritised: bool,
     /// Messages delivered with manual ack and not yet settled.
     pub unacked: u64,
     /// Set once a consumer has attached: auto-delete only applies after that.
@@ -77,12 +84,79 @@ impl ClassicState {
         self.next_consumer().is_some()
     }
 
-    /// Index of the next consumer with credit, starting at the cursor.
+    /// Index of the consumer that gets the next message, if one has credit: the active one of a
+    /// single-active-consumer queue; else the first with credit from the cursor on within the
+    /// highest priority that has any (lower priorities only while all higher ones are blocked).
     fn next_consumer(&self) -> Option<usize> {
         let n = self.consumers.len();
-        (0..n)
-            .map(|i| (self.cursor + i) % n)
-            .find(|&i| self.consumers[i].has_credit())
+        if self.single_active {
+            return self.consumers.first().filter(|c| c.has_credit()).map(|_| 0);
+        }
+        if !self.prioritised {
+            return (0..n)
+                .map(|i| (self.cursor + i) % n)
+                .find(|&i| self.consumers[i].has_credit());
+        }
+        let mut start = 0;
+        while start < n {
+            let p = self.consumers[start].priority;
+            let len = self.consumers[start..]
+                .iter()
+                .take_while(|c| c.priority == p)
+                .count();
+            let off = if (start..start + len).contains(&self.cursor) {
+                self.cursor - start
+            } else {
+                0
+            };
+            let found = (0..len)
+                .map(|k| start + (off + k) % len)
+                .find(|&i| self.consumers[i].has_credit());
+            if found.is_some() {
+                return found;
+            }
+            start += len;
+        }
+        None
+    }
+
+    /// Register a consumer at its place in dispatch order.
+    pub fn add_consumer(&mut self, c: ConsumerEntry) {
+        let pos = if self.single_active {
+            self.consumers.len()
+        } else {
+            self.consumers.partition_point(|x| x.priority >= c.priority)
+        };
+        if pos <= self.cursor && self.cursor < self.consumers.len() {
+            self.cursor += 1;
+        }
+        self.consumers.insert(pos, c);
+        self.update_prioritised();
+    }
+
+    /// Forget a consumer; returns it if it was registered.
+    pub fn remove_consumer(&mut self, id: u64) -> Option<ConsumerEntry> {
+        let i = self.consumers.iter().position(|c| c.id == id)?;
+        Some(self.remove_at(i))
+    }
+
+    fn remove_at(&mut self, i: usize) -> ConsumerEntry {
+        let c = self.consumers.remove(i);
+        if i < self.cursor {
+            self.cursor -= 1;
+        }
+        if self.cursor >= self.consumers.len() {
+            self.cursor = 0;
+        }
+        self.update_prioritised();
+        c
+    }
+
+    fn update_prioritised(&mut self) {
+        self.prioritised = self
+            .consumers
+            .first()
+            .is_some_and(|f| self.consumers.iter().any(|c| c.priority != f.priority));
     }
 
     /// Hand ready messages to consumers with credit until one runs out.
@@ -157,10 +231,7 @@ impl ClassicState {
                         self.mem += cost(&d.message.msg);
                         self.ready.push_front(d.message);
                     }
-                    self.consumers.remove(i);
-                    if self.cursor >= self.consumers.len() {
-                        self.cursor = 0;
-                    }
+                    self.remove_at(i);
                 }
             }
         }

@@ -28,6 +28,12 @@ pub enum ClientEvent {
     },
     /// The server cancels a consumer (its queue was deleted).
     Cancel { channel: u16, consumer_id: u64 },
+    /// A direct reply-to reply for the channel's reply consumer (no queue, no ack).
+    Reply {
+        channel: u16,
+        consumer_id: u64,
+        message: crate::broker::message::Message,
+    },
     /// Close the whole connection (admin close, shutdown).
     Close { code: u16, text: String },
 }
@@ -57,6 +63,8 @@ pub struct ConsumerEntry {
     pub outstanding: u32,
     /// Limit on `outstanding`; 0 = none (manual ack without prefetch).
     pub limit: u32,
+    /// `x-priority`: consumers with a higher one get messages first.
+    pub priority: i32,
 }
 
 impl ConsumerEntry {
@@ -75,6 +83,8 @@ pub struct ConsumerSpec {
     pub no_ack: bool,
     pub exclusive: bool,
     pub prefetch: u16,
+    /// `x-priority` (0 when absent).
+    pub priority: i32,
 }
 
 impl From<ConsumerSpec> for ConsumerEntry {
@@ -93,6 +103,7 @@ impl From<ConsumerSpec> for ConsumerEntry {
             } else {
                 u32::from(s.prefetch)
             },
+            priority: s.priority,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod consumer_opts;
 pub mod flow;
 pub mod log;
 pub mod paging;
@@ -11,16 +12,17 @@ pub mod paging;
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::Persistence;
 use crate::broker::persist::{ConfirmWaiter, SyncTicket};
+use crate::broker::policy::Policy;
 use crate::broker::stats::{MsgStats, Rates, Stat};
 use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::Location;
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use classic::ClassicState;
 use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec, Delivery};
 use log::{QueueLog, Restored};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::sync::OnceLock;
 
@@ -61,6 +63,10 @@ pub struct Queue {
     spill: OnceLock<Arc<QueueLog>>,
     /// Set for `x-queue-type=stream`: the queue is a log and every operation goes there.
     pub stream: Option<Arc<StreamQueue>>,
+    /// The policy that applies to this queue (see `effective_arg`), and a counter bumped each
+    /// time it changes, so that settings cached from it can be re-read.
+    policy: parking_lot::RwLock<Option<Arc<Policy>>>,
+    policy_gen: AtomicU64,
     /// Publisher flow control (classic queues).
     pub flow: flow::Flow,
 }
@@ -79,12 +85,14 @@ impl Queue {
         options: QueueOptions,
         owner: Option<u64>,
     ) -> Queue {
+        let mut state = ClassicState::default();
+        state.single_active = consumer_opts::single_active(&options.arguments);
         Queue {
             name,
             vhost,
             options,
             owner,
-            state: Mutex::new(ClassicState::default()),
+            state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             stats: MsgStats::default(),
             rates: Rates::default(),
@@ -94,6 +102,8 @@ impl Queue {
             persist: None,
             spill: OnceLock::new(),
             stream: None,
+            policy: parking_lot::RwLock::new(None),
+            policy_gen: AtomicU64::new(0),
             flow: flow::Flow::default(),
         }
     }
@@ -246,14 +256,17 @@ impl Queue {
         if self.is_deleted() {
             return Err(AmqpError::not_found(format!("no {}", self.describe())));
         }
-        if st.consumers.iter().any(|c| c.exclusive) || (spec.exclusive && !st.consumers.is_empty())
+        // As RabbitMQ: an exclusive consumer is refused on a single-active-consumer queue even
+        // when it has no consumer.
+        if st.consumers.iter().any(|c| c.exclusive)
+            || (spec.exclusive && (!st.consumers.is_empty() || st.single_active))
         {
             return Err(AmqpError::access_refused(format!(
                 "{} in exclusive use",
                 self.describe()
             )));
         }
-        st.consumers.push(ConsumerEntry::from(spec));
+        st.add_consumer(ConsumerEntry::from(spec));
         st.had_consumer = true;
         st.dispatch(self);
         Ok(())
@@ -282,13 +295,94 @@ impl Queue {
             return false;
         }
         let mut st = self.state.lock();
-        let before = st.consumers.len();
-        st.consumers.retain(|c| c.id != consumer_id);
-        if st.cursor >= st.consumers.len() {
-            st.cursor = 0;
-        }
+        let removed = st.remove_consumer(consumer_id).is_some();
         st.check_low(self, 0);
-        before != st.consumers.len() && self.options.auto_delete && st.consumers.is_empty()
+        removed && self.options.auto_delete && st.consumers.is_empty()
+    }
+
+    /// The queue's delivery acknowledgement timeout (`x-consumer-timeout`, or the
+    /// `consumer-timeout` policy key), ms; None: the broker default applies.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        self.effective_arg("x-consumer-timeout")
+            .as_ref()
+            .and_then(consumer_opts::timeout_ms)
+    }
+
+    /// The effective value of an optional argument: the queue's own `key` argument (`x-…`) if
+    /// it was declared with one (arguments win over policies, as RabbitMQ documents), else the
+    /// applying policy's setting of the same name without the `x-` prefix (`x-message-ttl` →
+    /// `message-ttl`). Policy integers come as `LongLongInt`, strings as `LongString`.
+    /// Takes a read lock when the queue has no such argument: read it when a queue is set up or
+    /// its `policy_generation` changed, not per message.
+    pub fn effective_arg(&self, key: &str) -> Option<AMQPValue> {
+        if let Some(v) = self.options.arguments.inner().get(key) {
+            return Some(v.clone());
+        }
+        let setting = key.strip_prefix("x-").unwrap_or(key);
+        self.policy.read().as_ref()?.get(setting)
+    }
+
+    /// All effective arguments at once: the policy's settings as `x-` arguments, overlaid by the
+    /// queue's own arguments (which win). For code that parses a whole argument table: parse this
+    /// instead of `options.arguments`, and again when `policy_generation` changes.
+    pub fn effective_arguments(&self) -> FieldTable {
+        let Some(p) = self.policy() else {
+            return self.options.arguments.clone();
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for key in p.def.definition.keys() {
+            if let Some(v) = p.get(key) {
+                if let Ok(k) = amq_protocol::types::ShortString::try_new(format!("x-{key}")) {
+                    map.insert(k, v);
+                }
+            }
+        }
+        for (k, v) in self.options.arguments.inner() {
+            map.insert(k.clone(), v.clone());
+        }
+        map.into()
+    }
+
+    /// The policy that applies to this queue, if any.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.read().clone()
+    }
+
+    /// Bumped whenever the applying policy changes (set, replaced, deleted).
+    pub fn policy_generation(&self) -> u64 {
+        self.policy_gen.load(Relaxed)
+    }
+
+    /// Apply a policy (None: no policy applies any more). Returns whether it changed.
+    pub fn set_policy(&self, p: Option<Arc<Policy>>) -> bool {
+        let mut cur = self.policy.write();
+        let same = match (&*cur, &p) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !same {
+            *cur = p;
+            self.policy_gen.fetch_add(1, Relaxed);
+        }
+        !same
+    }
+
+    /// `x-single-active-consumer` is on: after a consumer goes, `dispatch_now` hands the
+    /// backlog to the next one (once the gone consumer's unacked messages are back in place).
+    pub fn single_active(&self) -> bool {
+        self.stream.is_none() && consumer_opts::single_active(&self.options.arguments)
+    }
+
+    /// Hand ready messages to consumers with credit now.
+    pub fn dispatch_now(self: &Arc<Self>) {
+        if self.stream.is_some() {
+            return;
+        }
+        let mut st = self.state.lock();
+        if !st.ready.is_empty() || !st.paged.is_empty() {
+            st.dispatch(self);
+        }
     }
 
     /// Settle `n` deliveries: acked (manual ack) or written to the socket (no-ack). Returns credit

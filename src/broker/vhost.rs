@@ -2,8 +2,6 @@
 //! unbind, purge) with RabbitMQ's checks and wording, and routing across exchange-to-exchange
 //! bindings and alternate exchanges. Binding and unbinding are in `binding`.
 
-mod binding;
-
 use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions, LazyHeaders};
 use crate::broker::limits::VhostLimits;
 use crate::broker::message::Message;
@@ -19,6 +17,10 @@ use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::sync::Arc;
+
+mod binding;
+mod policies;
+pub use policies::PolicyError;
 
 /// Exchanges every vhost starts with.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -41,6 +43,10 @@ pub struct VHost {
     topology: Mutex<()>,
     /// Where durable definitions and queue logs go (None: nothing is persisted).
     persist: Option<Arc<Persistence>>,
+    /// This vhost, for tasks that route later (delayed exchanges); set by `bind_self`.
+    me: std::sync::OnceLock<std::sync::Weak<VHost>>,
+    /// Policies (see `policies`); read when a queue or exchange is created or they change.
+    policies: parking_lot::RwLock<Vec<Arc<crate::broker::policy::Policy>>>,
     /// Counts of this vhost's closed connections and of HTTP API publishes; the live
     /// connections' counts are added when someone asks.
     pub stats: MsgStats,
@@ -82,6 +88,8 @@ impl VHost {
             queues: DashMap::new(),
             topology: Mutex::new(()),
             persist,
+            me: std::sync::OnceLock::new(),
+            policies: parking_lot::RwLock::new(Vec::new()),
             stats: MsgStats::default(),
             rates: Rates::default(),
             limits: VhostLimits::default(),
@@ -100,6 +108,16 @@ impl VHost {
             );
         }
         v
+    }
+
+    /// Let the vhost hand out references to itself (call once it is in its `Arc`, before
+    /// restoring or declaring delayed exchanges).
+    pub fn bind_self(self: &Arc<Self>) {
+        let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    pub fn weak(&self) -> Option<std::sync::Weak<VHost>> {
+        self.me.get().cloned()
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
@@ -171,6 +189,21 @@ impl VHost {
             a.check(Perm::Configure, Kind::Exchange, name)?;
         }
         let opts = opts(kind);
+        if kind == ExchangeKind::Delayed {
+            match ExchangeKind::delayed_type(&opts.arguments) {
+                Some(Ok(_)) => {}
+                Some(Err(t)) => {
+                    return Err(AmqpError::command_invalid(format!(
+                        "unknown exchange type '{t}'"
+                    )))
+                }
+                None => {
+                    return Err(AmqpError::precondition_failed(
+                        "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                    ))
+                }
+            }
+        }
         if let Some(e) = self.exchange(name) {
             let o = &e.options;
             let what = "exchange";
@@ -223,6 +256,10 @@ impl VHost {
             p.save_exchange(&self.name, name, &opts)?;
         }
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        if kind == ExchangeKind::Delayed {
+            crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
+        }
+        self.apply_policy_to_exchange(&e);
         self.exchanges.insert(e.name.clone(), e.clone());
         Ok(e)
     }
@@ -230,6 +267,10 @@ impl VHost {
     /// Put back a durable exchange at start-up.
     pub fn restore_exchange(&self, name: &str, opts: ExchangeOptions) {
         let e = Arc::new(Exchange::new(self.name.clone(), Arc::from(name), opts));
+        if e.options.kind == ExchangeKind::Delayed {
+            crate::broker::exchange::delayed::attach(self, self.persist.as_ref(), &e);
+        }
+        self.apply_policy_to_exchange(&e);
         self.exchanges.insert(e.name.clone(), e);
     }
 
@@ -250,6 +291,7 @@ impl VHost {
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
+        self.apply_policy_to_queue(&q);
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -305,6 +347,9 @@ impl VHost {
         }
         self.exchanges.remove(&e.name);
         e.mark_deleted();
+        if let Some(d) = e.delayed() {
+            d.close();
+        }
         let dest = Dest::Exchange(e.clone());
         for other in self.exchanges() {
             if other.unbind_dest(&dest) > 0 {
@@ -431,8 +476,13 @@ impl VHost {
             a.check(Perm::Read, Kind::Queue, &name)?;
             a.check(Perm::Write, Kind::Exchange, &dlx)?;
         }
+        crate::broker::queue::consumer_opts::check_queue_args(
+            &opts.arguments,
+            &format!("queue '{name}' in vhost '{}'", self.name),
+        )?;
         if is_stream(&opts.arguments) {
             let q = self.new_stream(&name, opts)?;
+            self.apply_policy_to_queue(&q);
             self.queues.insert(name, q.clone());
             return Ok(declared(&q));
         }
@@ -451,6 +501,7 @@ impl VHost {
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
+        self.apply_policy_to_queue(&q);
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
         Ok(declared(&q))
@@ -493,6 +544,7 @@ impl VHost {
     /// Put back a stream queue at start-up.
     pub fn restore_stream(&self, name: &str, opts: QueueOptions, id: u64, s: Arc<StreamQueue>) {
         let q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_stream(id, s);
+        self.apply_policy_to_queue(&q);
         self.queues.insert(q.name.clone(), Arc::new(q));
     }
 
@@ -650,7 +702,7 @@ impl VHost {
             reached |= out.len() > b;
         }
         if !reached {
-            if let Some(ae) = ex.alternate.as_deref().and_then(|n| self.exchange(n)) {
+            if let Some(ae) = ex.alternate_exchange().and_then(|n| self.exchange(&n)) {
                 self.route_into(&ae, msg, hdrs, out, visited);
             }
         }
