@@ -13,6 +13,8 @@ mod tx;
 pub mod writer;
 
 use crate::auth::User;
+use crate::broker::limits::ConnectionSlot;
+use crate::broker::permissions::Authz;
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::Queue;
 use crate::broker::registry::{ConnState, ConnectionInfo, ConnectionMeta};
@@ -102,6 +104,10 @@ pub struct Conn {
     broker: Arc<Broker>,
     vhost: Arc<VHost>,
     user: Arc<User>,
+    /// The user's permissions in the vhost, compiled; checked where RabbitMQ checks them.
+    authz: Authz,
+    /// This connection in its vhost's and user's usage counts (limits).
+    slot: ConnectionSlot,
     peer: SocketAddr,
     frame_max: u32,
     channel_max: u16,
@@ -218,6 +224,8 @@ pub async fn serve_as<S>(
     let mut conn = Conn {
         id,
         broker: broker.clone(),
+        authz: Authz::new(broker.clone(), &neg.user.name, &neg.vhost.name),
+        slot: neg.slot,
         vhost: neg.vhost,
         user: neg.user,
         peer,

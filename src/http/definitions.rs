@@ -113,17 +113,55 @@ pub fn export(b: &Broker) -> Value {
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "users": b.users.list().iter().map(|u| user_json(u)).collect::<Vec<_>>(),
+        "users": b.users.list().iter().map(|u| user_json(b, u)).collect::<Vec<_>>(),
         "vhosts": vhosts,
         "permissions": permissions,
         "topic_permissions": [],
-        "parameters": [],
+        "parameters": limit_parameters(b),
         "global_parameters": [{"name": "cluster_name", "value": b.config.cluster_name}],
-        "policies": [],
+        "policies": b.vhosts().iter().flat_map(|v| v.list_policies()).collect::<Vec<_>>(),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
     })
+}
+
+/// Vhost limits as RabbitMQ exports them: runtime parameters of component `vhost-limits`.
+fn limit_parameters(b: &Broker) -> Vec<Value> {
+    b.vhost_limits()
+        .into_iter()
+        .map(
+            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
+        )
+        .collect()
+}
+
+/// Limits from a definitions document: `users[].limits` and `vhost-limits` parameters.
+fn import_limits(b: &Broker, doc: &Value) -> ApiResult<()> {
+    let int = |k: &str, v: &Value| -> ApiResult<i64> {
+        v.as_i64()
+            .ok_or_else(|| ApiError::bad_request(format!("limit {k} must be an integer")))
+    };
+    for u in list(doc, "users")? {
+        let name = req_text(u, "name", "user")?;
+        if let Some(Value::Object(l)) = u.get("limits") {
+            for (k, v) in l {
+                b.set_user_limit(name, k, Some(int(k, v)?))?;
+            }
+        }
+    }
+    for p in list(doc, "parameters")? {
+        if text(p, "component")? != Some("vhost-limits") {
+            continue;
+        }
+        let vhost = req_text(p, "vhost", "parameter")?;
+        if let Some(Value::Object(l)) = p.get("value") {
+            for (k, v) in l {
+                b.set_vhost_limit(vhost, k, Some(int(k, v)?))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `GET /api/definitions`.
@@ -142,7 +180,7 @@ pub async fn get_vhost(auth: Auth, Path(vhost): Path<String>) -> ApiResult<Json<
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "parameters": [], "policies": [],
+        "parameters": [], "policies": v.list_policies(),
         "queues": queues, "exchanges": exchanges, "bindings": bindings,
     })))
 }
@@ -169,8 +207,15 @@ fn target(b: &Broker, o: &Value, fixed: Option<&Arc<VHost>>) -> ApiResult<Arc<VH
         .ok_or_else(|| ApiError::bad_request(format!("vhost '{name}' does not exist")))
 }
 
-/// Exchanges, queues and bindings from `doc` into their vhosts.
+/// Exchanges, queues and bindings (and policies) from `doc` into their vhosts.
 fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiResult<()> {
+    // Policies first, so that the queues and exchanges below are declared under them.
+    for p in list(doc, "policies")? {
+        let v = target(b, p, fixed)?;
+        let name = req_text(p, "name", "policy")?;
+        let def = super::policies::def_from_json(&v.name, name, p)?;
+        v.set_policy(def)?;
+    }
     for e in list(doc, "exchanges")? {
         let v = target(b, e, fixed)?;
         let name = req_text(e, "name", "exchange")?;
@@ -226,16 +271,12 @@ fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiRe
 }
 
 fn ignored(doc: &Value) {
-    for k in [
-        "policies",
-        "parameters",
-        "global_parameters",
-        "topic_permissions",
-    ] {
+    for k in ["parameters", "global_parameters", "topic_permissions"] {
+        let unsupported = |p: &Value| k != "parameters" || p["component"] != "vhost-limits";
         if doc
             .get(k)
             .and_then(|v| v.as_array())
-            .is_some_and(|a| !a.is_empty())
+            .is_some_and(|a| a.iter().any(unsupported))
         {
             tracing::warn!("definitions import: {k} are not supported by warren and were ignored");
         }
@@ -302,6 +343,7 @@ pub async fn post_all(
             perm,
         )?;
     }
+    import_limits(&b, &doc)?;
     import_topology(&b, &doc, None)?;
     ignored(&doc);
     Ok(StatusCode::NO_CONTENT)
