@@ -330,6 +330,16 @@ pub struct Limits {
     pub max_message_size: u64,
     /// Seconds a client has to finish the handshake.
     pub handshake_timeout: u64,
+    /// Connections at most in the handshake at once; more are closed on accept.
+    pub max_handshakes: u32,
+    /// Open connections at most (0 = unlimited); connection.open past it is 530.
+    pub max_connections: u32,
+    /// Seconds a connection may have output waiting with no write progress before it is closed
+    /// (a client that stopped reading its socket); 0 = never.
+    pub write_stall_timeout: u64,
+    /// Unacked deliveries a manual-ack consumer without basic.qos may hold (an implicit
+    /// prefetch, RabbitMQ's `default_consumer_prefetch`); 0 = unlimited.
+    pub default_consumer_prefetch: u16,
 }
 
 /// One configured user.
@@ -370,6 +380,10 @@ impl Default for Limits {
             heartbeat: 60,
             max_message_size: 16 * 1024 * 1024,
             handshake_timeout: 10,
+            max_handshakes: 1000,
+            max_connections: 0,
+            write_stall_timeout: 60,
+            default_consumer_prefetch: 2000,
         }
     }
 }
@@ -578,6 +592,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits.handshake_timeout",
                 "must be at least 1 second",
+            ));
+        }
+        if l.max_handshakes == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_handshakes",
+                "must be at least 1",
             ));
         }
 
@@ -802,6 +822,13 @@ mod tests {
         assert_eq!(c.limits.heartbeat, d.limits.heartbeat);
         assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
         assert_eq!(c.limits.handshake_timeout, d.limits.handshake_timeout);
+        assert_eq!(c.limits.max_handshakes, d.limits.max_handshakes);
+        assert_eq!(c.limits.max_connections, d.limits.max_connections);
+        assert_eq!(c.limits.write_stall_timeout, d.limits.write_stall_timeout);
+        assert_eq!(
+            c.limits.default_consumer_prefetch,
+            d.limits.default_consumer_prefetch
+        );
         assert_eq!(c.vhosts, d.vhosts);
         assert_eq!(c.guest_loopback_only, d.guest_loopback_only);
         assert_eq!(c.consumer.timeout_ms, d.consumer.timeout_ms);
@@ -980,6 +1007,17 @@ mod tests {
         let mut c = Config::default();
         c.limits.handshake_timeout = 0;
         assert_eq!(invalid_key(&c), "limits.handshake_timeout");
+
+        let mut c = Config::default();
+        c.limits.max_handshakes = 0;
+        assert_eq!(invalid_key(&c), "limits.max_handshakes");
+
+        // 0 = unlimited / never / no implicit prefetch: allowed.
+        let mut c = Config::default();
+        c.limits.max_connections = 0;
+        c.limits.write_stall_timeout = 0;
+        c.limits.default_consumer_prefetch = 0;
+        c.validate().unwrap();
 
         // heartbeat 0 disables heartbeats: allowed.
         let mut c = Config::default();

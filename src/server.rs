@@ -222,8 +222,12 @@ async fn serve_tls(
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
-    let stream = match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+    // One handshake place and one deadline for the TLS and the AMQP handshake together.
+    let Some(slot) = connection::admit(&broker) else {
+        return;
+    };
+    let deadline = connection::handshake_deadline(&broker);
+    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::warn!(%peer, "TLS handshake failed: {e}");
@@ -235,5 +239,8 @@ async fn serve_tls(
         }
     };
     let cert_user = crate::tls::peer_common_name(stream.get_ref().1.peer_certificates());
-    connection::serve_as(stream, peer, local, cert_user, broker, shutdown).await;
+    connection::serve_admitted(
+        stream, peer, local, cert_user, broker, shutdown, slot, deadline,
+    )
+    .await;
 }

@@ -4,6 +4,7 @@
 //! connections and the HTTP layer call into it.
 
 pub mod access;
+pub mod admission;
 pub mod alarms;
 pub mod deadletter;
 pub mod direct_reply;
@@ -45,6 +46,8 @@ pub struct Broker {
     vhosts: DashMap<String, Arc<VHost>>,
     persist: Arc<Persistence>,
     next_id: AtomicU64,
+    /// Connections in the handshake and open, against `[limits]`.
+    pub admission: Arc<admission::Admission>,
     /// Live connections, channels and consumers.
     pub registry: Registry,
     pub alarms: Arc<Alarms>,
@@ -132,6 +135,7 @@ impl Broker {
             vhosts,
             persist,
             next_id: AtomicU64::new(1),
+            admission: Arc::default(),
             direct_reply: direct_reply::DirectReply::default(),
             registry: Registry::default(),
             alarms,

@@ -94,6 +94,7 @@ impl Conn {
                 no_ack: c.no_ack,
                 exclusive: c.exclusive,
                 prefetch,
+                window: self.broker.config.limits.default_consumer_prefetch,
                 priority: cargs.priority,
             }),
         };

@@ -35,6 +35,11 @@ impl Conn {
                 rbuf.clear();
                 return;
             }
+            // The peer is not reading what we answer: leave the rest in the buffer until the
+            // writer catches up (the run loop stops reading meanwhile).
+            if self.wbuf.len() + self.out.queued() > super::writer::READ_PAUSE {
+                return;
+            }
             let f = match split_frame(rbuf, self.frame_max) {
                 Split::Frame(f) => f,
                 Split::Incomplete => return,

@@ -3,6 +3,7 @@
 
 use super::{send_method, Io};
 use crate::auth::{self, User};
+use crate::broker::admission::OpenSlot;
 use crate::broker::limits::ConnectionSlot;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
@@ -35,6 +36,8 @@ pub struct Negotiated {
     pub client_name: String,
     pub mechanism: String,
     pub client_properties: FieldTable,
+    /// This connection's place under limits.max_connections.
+    pub open_slot: OpenSlot,
 }
 
 /// Why the handshake ended without a connection.
@@ -229,6 +232,15 @@ pub async fn run(
     else {
         return Err(AmqpError::command_invalid("expected connection.open").into());
     };
+    // RabbitMQ checks the node-wide connection_max first, at connection.open.
+    let max = limits.max_connections;
+    let Some(open_slot) = broker.admission.open(max) else {
+        return Err(AmqpError::not_allowed(format!(
+            "connection refused: node connection limit ({max}) is reached"
+        ))
+        .on(10, 40)
+        .into());
+    };
     let vname = open.virtual_host.as_str();
     let Some(vhost) = broker.vhost(vname) else {
         return Err(AmqpError::not_allowed(format!("vhost {vname} not found"))
@@ -263,6 +275,7 @@ pub async fn run(
         client_name,
         mechanism: ok.mechanism.to_string(),
         client_properties: ok.client_properties,
+        open_slot,
     })
 }
 

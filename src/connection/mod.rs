@@ -13,6 +13,7 @@ mod tx;
 pub mod writer;
 
 use crate::auth::User;
+use crate::broker::admission::HandshakeSlot;
 use crate::broker::limits::ConnectionSlot;
 use crate::broker::permissions::Authz;
 use crate::broker::queue::consumer::ClientEvent;
@@ -42,12 +43,18 @@ pub struct Io {
     rd: Reader,
     wr: Option<Writer>,
     rbuf: BytesMut,
+    /// How much the read buffer grows by: small during the handshake, so that a thousand
+    /// sockets idling in it cost little, 64 KiB after.
+    chunk: usize,
 }
+
+/// Read-buffer growth step during the handshake.
+const HANDSHAKE_CHUNK: usize = 4 * 1024;
 
 impl Io {
     async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-            self.rbuf.reserve(64 * 1024);
+        if self.rbuf.capacity() - self.rbuf.len() < self.chunk / 4 {
+            self.rbuf.reserve(self.chunk);
         }
         self.rd.read_buf(&mut self.rbuf).await
     }
@@ -171,7 +178,46 @@ pub async fn serve_as<S>(
     local: SocketAddr,
     cert_user: Option<String>,
     broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Past max_handshakes, the socket is closed at once (dropped): a flood of idle sockets
+    // cannot hold more than that many buffers and handshake timers.
+    let Some(slot) = admit(&broker) else { return };
+    let deadline = handshake_deadline(&broker);
+    serve_admitted(
+        stream, peer, local, cert_user, broker, shutdown, slot, deadline,
+    )
+    .await;
+}
+
+/// A place in the handshake (`limits.max_handshakes`), or None: drop the socket.
+pub fn admit(broker: &Arc<Broker>) -> Option<HandshakeSlot> {
+    broker
+        .admission
+        .begin_handshake(broker.config.limits.max_handshakes)
+}
+
+/// When a handshake starting now must be done (`limits.handshake_timeout`).
+pub fn handshake_deadline(broker: &Broker) -> tokio::time::Instant {
+    let limit = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
+    tokio::time::Instant::now() + limit
+}
+
+/// Serve a stream that already holds a handshake place, with the handshake due by `deadline`
+/// (a TLS listener takes both before its TLS handshake, so that one deadline and one place
+/// cover both handshakes).
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_admitted<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    cert_user: Option<String>,
+    broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
+    handshaking: HandshakeSlot,
+    deadline: tokio::time::Instant,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -179,15 +225,17 @@ pub async fn serve_as<S>(
     let mut io = Io {
         rd: Box::new(rd),
         wr: Some(Box::new(wr)),
-        rbuf: BytesMut::with_capacity(64 * 1024),
+        rbuf: BytesMut::with_capacity(HANDSHAKE_CHUNK),
+        chunk: HANDSHAKE_CHUNK,
     };
-    let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
-    let neg = match tokio::time::timeout(
-        timeout,
+    // One deadline for the whole handshake, however the peer paces its bytes (slowloris).
+    let result = tokio::time::timeout_at(
+        deadline,
         handshake::run(&mut io, &broker, peer, cert_user.as_deref()),
     )
-    .await
-    {
+    .await;
+    drop(handshaking);
+    let neg = match result {
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeEnd::Close(e))) => {
             tracing::warn!(%peer, code = e.code, "handshake failed: {}", e.text);
@@ -196,8 +244,16 @@ pub async fn serve_as<S>(
             let _ = tokio::time::timeout(Duration::from_millis(500), io.fill()).await;
             return;
         }
-        Ok(Err(HandshakeEnd::Dropped)) | Err(_) => return,
+        Ok(Err(HandshakeEnd::Dropped)) => return,
+        Err(_) => {
+            let secs = broker.config.limits.handshake_timeout;
+            tracing::debug!(%peer, "handshake not completed within {secs}s: connection dropped");
+            return;
+        }
     };
+    // Held until the connection ends: counts it against limits.max_connections.
+    let _open = neg.open_slot;
+    io.chunk = 64 * 1024;
     let Some(wr) = io.wr.take() else { return };
     let out = Arc::new(OutBuf::default());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -220,7 +276,11 @@ pub async fn serve_as<S>(
         events_tx.clone(),
     ));
     broker.registry.add(info.clone());
-    let writer = tokio::spawn(writer::run(out.clone(), wr, info.clone()));
+    let stall = match broker.config.limits.write_stall_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let writer = tokio::spawn(writer::run(out.clone(), wr, info.clone(), stall));
     let mut conn = Conn {
         id,
         broker: broker.clone(),
@@ -297,12 +357,20 @@ impl Conn {
         loop {
             self.end_batch();
             if self.done || self.out.failed() {
+                if self.out.stalled() {
+                    let secs = self.broker.config.limits.write_stall_timeout;
+                    tracing::warn!(peer = %self.peer, user = %self.user.name, "client stopped reading: no write progress for {secs}s, closing the connection");
+                    return format!("client stopped reading (no write progress for {secs}s)");
+                }
                 return "closed".into();
             }
             if self.block_pending {
                 self.block();
             }
-            let backlogged = self.out.queued() > writer::HIGH_WATER;
+            let queued = self.out.queued();
+            let backlogged = queued > writer::HIGH_WATER;
+            // Output this large: stop reading until the peer takes some (see writer::READ_PAUSE).
+            let out_full = queued > writer::READ_PAUSE;
             if self.next_timeout_check != timer_set_for {
                 timer_set_for = self.next_timeout_check;
                 if timer_set_for != timeout::NEVER {
@@ -312,7 +380,7 @@ impl Conn {
             }
             let flow = self.flow_wait.clone();
             tokio::select! {
-                r = io.fill(), if flow.is_none() && !self.blocked => match r {
+                r = io.fill(), if flow.is_none() && !self.blocked && !out_full => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(n) => {
@@ -336,13 +404,23 @@ impl Conn {
                     self.touch_clock();
                     self.handle_event(ev);
                     for _ in 0..255 {
+                        // Large bodies: hand what is encoded to the writer first.
+                        if self.wbuf.len() > writer::HIGH_WATER {
+                            break;
+                        }
                         match events.try_recv() {
                             Ok(ev) => self.handle_event(ev),
                             Err(_) => break,
                         }
                     }
                 }
-                _ = self.out.drained.notified(), if backlogged => {}
+                _ = self.out.drained.notified(), if backlogged => {
+                    // Frames left unhandled while the output was full.
+                    if !io.rbuf.is_empty() {
+                        self.process_frames(&mut io.rbuf);
+                    }
+                }
+                _ = self.out.dead.notified() => {}
                 _ = timeout_timer.as_mut(), if timer_set_for != timeout::NEVER && !self.closing => {
                     timer_set_for = timeout::NEVER;
                     self.touch_clock();

@@ -1,16 +1,27 @@
 //! The connection's writer: one task per connection owns the socket's write half and writes
 //! whatever the connection task has queued, as one `write_all` per wake-up, so a burst of
 //! deliveries costs one syscall. Buffers are swapped, not reallocated.
+//!
+//! A peer that stops reading cannot grow the broker's memory: past [`HIGH_WATER`] queued bytes
+//! the connection takes no more deliveries, past [`READ_PAUSE`] it stops reading (and so
+//! answering) the peer, and when the socket takes no byte for the configured
+//! `write_stall_timeout` the writer gives up and the connection is closed.
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 /// Past this many queued bytes the connection stops taking deliveries until the writer catches up.
 pub const HIGH_WATER: usize = 1 << 20;
+
+/// Past this many bytes of output (queued plus being encoded) the connection stops handling
+/// frames, and so stops reading its socket: a peer that pipelines requests (basic.get, declares)
+/// without reading the answers would otherwise grow the output without bound.
+pub const READ_PAUSE: usize = 4 << 20;
 
 /// Bytes waiting for the writer, shared between the connection task and the writer task.
 #[derive(Debug, Default)]
@@ -23,6 +34,10 @@ pub struct OutBuf {
     pub drained: Notify,
     closed: AtomicBool,
     failed: AtomicBool,
+    /// The write failed because the socket took nothing for the stall timeout.
+    stalled: AtomicBool,
+    /// Wakes the connection when the writer failed (it may be waiting on anything else).
+    pub dead: Notify,
     /// Total bytes written, read by the heartbeat logic to tell whether we were idle.
     pub written: AtomicU64,
 }
@@ -57,17 +72,53 @@ impl OutBuf {
         self.wake.notify_one();
     }
 
-    /// Did a write fail (peer gone)?
+    /// Did a write fail (peer gone, or not reading)?
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// Did the writer give up because the peer stopped reading?
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Relaxed);
+        self.failed.store(true, Ordering::Relaxed);
+        self.drained.notify_one();
+        self.dead.notify_one();
+    }
 }
 
-/// Run the writer until the buffer is closed and empty, or a write fails.
+/// Write all of `buf`; fails when a single write makes no progress within `stall` (None = wait
+/// for ever). Returns whether the failure was a stall.
+async fn write_all<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut buf: &[u8],
+    stall: Option<Duration>,
+) -> Result<(), bool> {
+    while !buf.is_empty() {
+        let n = match stall {
+            Some(d) => match tokio::time::timeout(d, w.write(buf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(true),
+            },
+            None => w.write(buf).await,
+        };
+        match n {
+            Ok(0) | Err(_) => return Err(false),
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
+        }
+    }
+    Ok(())
+}
+
+/// Run the writer until the buffer is closed and empty, or a write fails or stalls for `stall`.
 pub async fn run<W: AsyncWrite + Unpin>(
     out: Arc<OutBuf>,
     mut w: W,
     info: Arc<crate::broker::registry::ConnectionInfo>,
+    stall: Option<Duration>,
 ) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -87,10 +138,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
             continue;
         }
         let n = spare.len();
-        if w.write_all(&spare).await.is_err() {
-            out.failed.store(true, Ordering::Relaxed);
-            out.drained.notify_one();
-            break;
+        if let Err(stalled) = write_all(&mut w, &spare, stall).await {
+            out.fail(stalled);
+            // A stalled peer would block a flush or shutdown just the same.
+            return;
         }
         spare.clear();
         out.queued.fetch_sub(n, Ordering::Relaxed);

@@ -105,4 +105,136 @@ mod tests {
         let mut bad = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0xCD][..]);
         assert_eq!(split_frame(&mut bad, 4096), Split::BadFrameEnd);
     }
+
+    /// A field table `{ "x": [[[...]]] }` nested `depth` arrays deep, length prefix included.
+    fn nested_table(depth: usize) -> Vec<u8> {
+        let mut v: Vec<u8> = vec![b'A', 0, 0, 0, 0];
+        for _ in 0..depth {
+            let mut outer = vec![b'A'];
+            outer.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            outer.extend_from_slice(&v);
+            v = outer;
+        }
+        let mut entry = vec![1u8, b'x'];
+        entry.extend_from_slice(&v);
+        let mut t = (entry.len() as u32).to_be_bytes().to_vec();
+        t.extend_from_slice(&entry);
+        t
+    }
+
+    /// Every 0-9-1 method that carries a field table (server methods too: a client may send
+    /// anything), with its table nested deeper than the guard allows, is refused instead of
+    /// overflowing the stack; at the limit it decodes.
+    #[test]
+    fn every_method_table_is_depth_checked() {
+        use amq_protocol::protocol::{basic, connection, exchange, queue};
+        use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+        let mut marker = FieldTable::default();
+        marker.insert(
+            "zz".into(),
+            AMQPValue::LongString(LongString::from(&b"MARK"[..])),
+        );
+        let t = || marker.clone();
+        let methods = [
+            AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: t(),
+                mechanisms: LongString::from(&b"PLAIN"[..]),
+                locales: LongString::from(&b"en_US"[..]),
+            })),
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: t(),
+                mechanism: "PLAIN".into(),
+                response: LongString::from(&b"x"[..]),
+                locale: "en_US".into(),
+            })),
+            AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+                exchange: "x".into(),
+                kind: "topic".into(),
+                passive: false,
+                durable: false,
+                auto_delete: false,
+                internal: false,
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Exchange(exchange::AMQPMethod::Bind(exchange::Bind {
+                destination: "a".into(),
+                source: "b".into(),
+                routing_key: "k".into(),
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Exchange(exchange::AMQPMethod::Unbind(exchange::Unbind {
+                destination: "a".into(),
+                source: "b".into(),
+                routing_key: "k".into(),
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: "q".into(),
+                passive: false,
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+                queue: "q".into(),
+                exchange: "x".into(),
+                routing_key: "k".into(),
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Queue(queue::AMQPMethod::Unbind(queue::Unbind {
+                queue: "q".into(),
+                exchange: "x".into(),
+                routing_key: "k".into(),
+                arguments: t(),
+            })),
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: "q".into(),
+                consumer_tag: "c".into(),
+                no_local: false,
+                no_ack: false,
+                exclusive: false,
+                nowait: false,
+                arguments: t(),
+            })),
+        ];
+        let mut table = BytesMut::new();
+        encode_method(
+            &mut table,
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: t(),
+                mechanism: "".into(),
+                response: LongString::from(&b""[..]),
+                locale: "".into(),
+            })),
+        );
+        // start-ok's table comes first: its bytes, length prefix included.
+        let marker_bytes = table[11..11 + 4 + 12].to_vec();
+        for m in methods {
+            let mut f = BytesMut::new();
+            encode_method(&mut f, 1, m.clone());
+            let payload = &f[7..f.len() - 1];
+            let at = payload
+                .windows(marker_bytes.len())
+                .position(|w| w == marker_bytes)
+                .expect("table in the method");
+            let splice = |depth: usize| {
+                let mut p = payload[..at].to_vec();
+                p.extend_from_slice(&nested_table(depth));
+                p.extend_from_slice(&payload[at + marker_bytes.len()..]);
+                p
+            };
+            assert!(decode_method(&splice(20_000)).is_err(), "{m:?}");
+            // The headers-style count: the table is level 1, so 62 arrays inside reach 63.
+            assert!(decode_method(&splice(62)).is_ok(), "{m:?}");
+        }
+    }
 }

@@ -218,11 +218,15 @@ pub fn check_method_tables(payload: &[u8]) -> Result<(), CodecError> {
     use F::*;
     let mut r = Cursor::new(payload, "method");
     let (class, method) = (r.u16()?, r.u16()?);
+    // Every 0-9-1 method with a table is listed, server methods too: a client may send any of
+    // them, and amq-protocol decodes whatever arrives (connection.start was missing once, and a
+    // 100 KB frame of nested arrays in its server-properties overflowed the stack).
     let before: &[F] = match (class, method) {
-        (10, 11) => &[],                        // connection.start-ok: client-properties
+        (10, 10) => &[Bits, Bits], // connection.start: version, server-properties
+        (10, 11) => &[],           // connection.start-ok: client-properties
         (40, 10) => &[U16, Short, Short, Bits], // exchange.declare
         (40, 30) | (40, 40) => &[U16, Short, Short, Short, Bits], // exchange.bind / unbind
-        (50, 10) => &[U16, Short, Bits],        // queue.declare
+        (50, 10) => &[U16, Short, Bits], // queue.declare
         (50, 20) => &[U16, Short, Short, Short, Bits], // queue.bind
         (50, 50) => &[U16, Short, Short, Short], // queue.unbind
         (60, 20) => &[U16, Short, Short, Bits], // basic.consume

@@ -61,8 +61,12 @@ pub struct ConsumerEntry {
     pub exclusive: bool,
     /// Deliveries unacked (manual ack) or unwritten (no-ack) by this consumer.
     pub outstanding: u32,
-    /// Limit on `outstanding`; 0 = none (manual ack without prefetch).
+    /// Limit on `outstanding`; 0 = none (manual ack without prefetch, window 0).
     pub limit: u32,
+    /// The limit a manual-ack consumer gets while its prefetch is 0 (the broker's
+    /// `default_consumer_prefetch`): without it, a consumer that never acks would pull the
+    /// whole backlog, paged-out messages included, into memory.
+    pub window: u32,
     /// `x-priority`: consumers with a higher one get messages first.
     pub priority: i32,
 }
@@ -83,6 +87,8 @@ pub struct ConsumerSpec {
     pub no_ack: bool,
     pub exclusive: bool,
     pub prefetch: u16,
+    /// Limit while `prefetch` is 0 (manual ack only); 0 = none.
+    pub window: u16,
     /// `x-priority` (0 when absent).
     pub priority: i32,
 }
@@ -101,9 +107,19 @@ impl From<ConsumerSpec> for ConsumerEntry {
             limit: if s.no_ack {
                 NO_ACK_WINDOW
             } else {
-                u32::from(s.prefetch)
+                manual_limit(s.prefetch, s.window)
             },
+            window: u32::from(s.window),
             priority: s.priority,
         }
+    }
+}
+
+/// The credit limit of a manual-ack consumer: its prefetch, or the window when it has none.
+fn manual_limit(prefetch: u16, window: u16) -> u32 {
+    if prefetch == 0 {
+        u32::from(window)
+    } else {
+        u32::from(prefetch)
     }
 }

@@ -466,7 +466,11 @@ impl Queue {
             .iter_mut()
             .find(|c| c.id == consumer_id && !c.no_ack)
         {
-            c.limit = u32::from(prefetch);
+            c.limit = if prefetch == 0 {
+                c.window
+            } else {
+                u32::from(prefetch)
+            };
         }
         st.dispatch(self);
         self.unlock(st);
