@@ -61,6 +61,7 @@ fn message(routing_key: &str, properties: Bytes) -> Message {
         properties,
         body: Bytes::from_static(&[b'x'; 16]),
         persistent: false,
+        dead_lettered: false,
     }
 }
 

@@ -85,6 +85,9 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Virtual hosts that exist; `/` by default.
     pub vhosts: Vec<String>,
+    /// Resource permissions (`[[permissions]]`): a user's configure / write / read patterns in a
+    /// vhost, replacing the full access a `[[users]]` entry's `vhosts` grants there.
+    pub permissions: Vec<PermissionConfig>,
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
     pub store: StoreConfig,
@@ -163,6 +166,37 @@ pub struct HttpConfig {
     pub prometheus_port: Option<u16>,
     /// How often rates are sampled, milliseconds (RabbitMQ's `collect_statistics_interval`).
     pub collect_statistics_interval: u64,
+    /// Serve the API over HTTPS, with `cert_file`/`key_file` below or else `[tls]`'s.
+    pub tls: bool,
+    /// Certificate chain for HTTPS, PEM (setting it turns HTTPS on).
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+}
+
+impl HttpConfig {
+    /// Is the API served over HTTPS?
+    pub fn tls_enabled(&self) -> bool {
+        self.tls || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// The HTTPS acceptor: `[http]`'s certificate and key, else `[tls]`'s.
+    pub fn acceptor(
+        &self,
+        amqp_tls: &crate::tls::TlsConfig,
+    ) -> Result<tokio_rustls::TlsAcceptor, String> {
+        let (section, cert, key) = match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => ("http", c, k),
+            (None, None) => match (&amqp_tls.cert_file, &amqp_tls.key_file) {
+                (Some(c), Some(k)) => ("tls", c, k),
+                _ => {
+                    return Err("http.tls needs http.cert_file and http.key_file, or tls.cert_file and tls.key_file".into())
+                }
+            },
+            _ => return Err("http.cert_file and http.key_file must both be set".into()),
+        };
+        crate::tls::https_acceptor(section, cert, key)
+    }
 }
 
 impl Default for HttpConfig {
@@ -173,6 +207,9 @@ impl Default for HttpConfig {
             bind: None,
             prometheus_port: None,
             collect_statistics_interval: 5000,
+            tls: false,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -323,6 +360,18 @@ pub struct UserConfig {
     pub vhosts: Vec<String>,
 }
 
+/// One configured permission (RabbitMQ's `set_permissions`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionConfig {
+    pub user: String,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -353,6 +402,7 @@ impl Default for Config {
             limits: Limits::default(),
             users: Vec::new(),
             vhosts: vec!["/".into()],
+            permissions: Vec::new(),
             guest_loopback_only: true,
             store: StoreConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -602,7 +652,26 @@ impl Config {
         }
 
         // Users are checked by building them, so the broker and this check can never disagree.
-        crate::auth::Users::from_config(self).map(|_| ())
+        let users = crate::auth::Users::from_config(self)?;
+        for p in &self.permissions {
+            if users.get(&p.user).is_none() {
+                return Err(ConfigError::invalid(
+                    "permissions",
+                    format!("user {:?} is not a configured user", p.user),
+                ));
+            }
+            if !self.vhosts.contains(&p.vhost) {
+                return Err(ConfigError::invalid(
+                    "permissions",
+                    format!("vhost {:?} is not listed in vhosts", p.vhost),
+                ));
+            }
+            for pattern in [&p.configure, &p.write, &p.read] {
+                crate::broker::permissions::validate(pattern)
+                    .map_err(|r| ConfigError::invalid("permissions", r))?;
+            }
+        }
+        Ok(())
     }
 
     /// A config for tests: loopback, ephemeral ports, the given data dir.
@@ -1077,5 +1146,25 @@ mod tests {
         let c = Config::from_toml_str("[[users]]\nname = \"app\"\n").unwrap();
         let e = c.validate().unwrap_err();
         assert!(e.to_string().contains("app"), "{e}");
+    }
+
+    #[test]
+    fn validate_checks_permissions() {
+        let perm = |user: &str, vhost: &str, configure: &str| {
+            format!(
+                "[[permissions]]\nuser = \"{user}\"\nvhost = \"{vhost}\"\nconfigure = \"{configure}\"\nwrite = \"\"\nread = \".*\"\n"
+            )
+        };
+        let ok = Config::from_toml_str(&perm("guest", "/", "^a")).unwrap();
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.permissions[0].configure, "^a");
+        for bad in [
+            perm("nobody", "/", ".*"),
+            perm("guest", "nowhere", ".*"),
+            perm("guest", "/", "("),
+        ] {
+            let c = Config::from_toml_str(&bad).unwrap();
+            assert_eq!(invalid_key(&c), "permissions", "{bad}");
+        }
     }
 }

@@ -86,6 +86,15 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         .bind
         .clone()
         .unwrap_or_else(|| config.bind.clone());
+    let https = if config.http.enabled && config.http.tls_enabled() {
+        let a = config
+            .http
+            .acceptor(&config.tls)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        Some(a)
+    } else {
+        None
+    };
     let http = if config.http.enabled {
         Some(TcpListener::bind((http_bind.as_str(), config.http.port)).await?)
     } else {
@@ -107,8 +116,15 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
             let a = l.local_addr()?;
             let _ = broker.http_addr.set(a);
             let app = crate::http::router(broker.clone());
-            http_tasks.push(tokio::spawn(crate::http::serve(l, app, rx.clone())));
-            tracing::info!("listening on {a} (HTTP management API, /metrics, dashboard)");
+            if let Some(acceptor) = https {
+                let timeout = Duration::from_secs(broker.config.limits.handshake_timeout.max(1));
+                let l = crate::http::https::TlsListener::new(l, acceptor, timeout)?;
+                http_tasks.push(tokio::spawn(crate::http::serve(l, app, rx.clone())));
+                tracing::info!("listening on {a} (HTTPS management API, /metrics, dashboard)");
+            } else {
+                http_tasks.push(tokio::spawn(crate::http::serve(l, app, rx.clone())));
+                tracing::info!("listening on {a} (HTTP management API, /metrics, dashboard)");
+            }
             Some(a)
         }
         None => None,

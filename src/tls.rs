@@ -1,12 +1,12 @@
 //! TLS for AMQP (`amqps://`, port 5671 by default) with rustls: the `[tls]` config section, the
 //! acceptor built from PEM files, and the identity a client certificate proves (for the EXTERNAL
-//! mechanism). Names follow RabbitMQ's `ssl_options` (certfile, keyfile, cacertfile, verify,
-//! fail_if_no_peer_cert).
+//! mechanism); also the acceptor of the HTTPS API (`[http] tls`). Names follow RabbitMQ's
+//! `ssl_options` (certfile, keyfile, cacertfile, verify, fail_if_no_peer_cert).
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -53,17 +53,7 @@ impl TlsConfig {
         let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
             return Err("tls.cert_file and tls.key_file must both be set".into());
         };
-        let certs = CertificateDer::pem_file_iter(cert)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "tls.cert_file {}: no certificate found",
-                cert.display()
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+        let (certs, key) = load_pair("tls", cert, key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -99,6 +89,41 @@ impl TlsConfig {
             .map_err(|e| format!("tls: certificate and key do not go together: {e}"))?;
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
+}
+
+/// A certificate chain and its key from PEM files; errors name the setting (`section` is the
+/// config section they come from), the file and the problem.
+fn load_pair(
+    section: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{section}.cert_file {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{section}.cert_file {}: no certificate found",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{section}.key_file {}: {e}", key.display()))?;
+    Ok((certs, key))
+}
+
+/// The acceptor of the HTTPS API: a server certificate, no client certificates, HTTP/1.1.
+pub fn https_acceptor(section: &str, cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let (certs, key) = load_pair(section, cert, key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("https: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("https: certificate and key do not go together: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The user name a verified client certificate stands for: its subject's common name (RabbitMQ's

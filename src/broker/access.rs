@@ -3,14 +3,18 @@
 //! take effect, as tombstones when they delete something, so that the config file only
 //! bootstraps: what the API changed survives a restart.
 //!
-//! Permissions carry RabbitMQ's configure/write/read patterns and are reported as set; warren
-//! enforces them per vhost (a user with any permission in a vhost may open it).
+//! Permissions carry RabbitMQ's configure/write/read patterns: a user with any permission in a
+//! vhost may open it (`connection.open`), and each connection checks the patterns where
+//! RabbitMQ does (`super::permissions`). Every change bumps a generation counter, which is how
+//! open connections learn that their compiled patterns are stale.
 
 use crate::auth::User;
 use crate::broker::Broker;
+use crate::config::PermissionConfig;
 use crate::store::definitions::{Loaded, PermissionDef, UserDef, VhostDef};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Why an administrative change was refused; the HTTP layer picks the status.
@@ -48,11 +52,20 @@ impl Permission {
 pub struct Access {
     perms: RwLock<BTreeMap<(String, String), Permission>>,
     vhost_meta: RwLock<BTreeMap<String, VhostDef>>,
+    /// Bumped after every change to `perms`; connections compare it with the generation their
+    /// compiled patterns came from (one relaxed load per check).
+    generation: AtomicU64,
 }
 
 impl Access {
-    /// Config grants for `vhosts`, then what the store says (stored entries win).
-    pub fn bootstrap(users: &[Arc<User>], vhosts: &[String], loaded: &Loaded) -> Access {
+    /// Config grants for `vhosts` (full access by a user's `vhosts`, replaced by the config's
+    /// `[[permissions]]`), then what the store says (stored entries win).
+    pub fn bootstrap(
+        users: &[Arc<User>],
+        vhosts: &[String],
+        configured: &[PermissionConfig],
+        loaded: &Loaded,
+    ) -> Access {
         let a = Access::default();
         {
             let mut p = a.perms.write();
@@ -62,6 +75,16 @@ impl Access {
                         p.insert((u.name.clone(), v.clone()), Permission::full());
                     }
                 }
+            }
+            for c in configured {
+                p.insert(
+                    (c.user.clone(), c.vhost.clone()),
+                    Permission {
+                        configure: c.configure.clone(),
+                        write: c.write.clone(),
+                        read: c.read.clone(),
+                    },
+                );
             }
             for d in &loaded.permissions {
                 let k = (d.user.clone(), d.vhost.clone());
@@ -85,6 +108,17 @@ impl Access {
         }
         drop(m);
         a
+    }
+
+    /// The permissions' generation: changes whenever any permission does.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// Permissions changed (called after the change is in `perms`).
+    fn bump(&self) {
+        self.generation.fetch_add(1, Relaxed);
     }
 
     pub fn permission(&self, user: &str, vhost: &str) -> Option<Permission> {
@@ -174,6 +208,8 @@ impl Broker {
             for u in grant.drain(..) {
                 p.entry((u, name.clone())).or_insert_with(Permission::full);
             }
+            drop(p);
+            self.access.bump();
         }
         Ok(created)
     }
@@ -191,9 +227,11 @@ impl Broker {
                 ..VhostDef::default()
             })
             .map_err(store_err)?;
+        self.forget_limits("vhost", name)?;
         self.remove_vhost(name);
         self.access.vhost_meta.write().remove(name);
         self.access.perms.write().retain(|(_, vn), _| vn != name);
+        self.access.bump();
         for c in self.registry.list() {
             if &*c.meta.vhost == name {
                 c.close("vhost deleted");
@@ -239,6 +277,7 @@ impl Broker {
             })
             .map_err(store_err)?;
         self.users.remove(name);
+        self.forget_limits("user", name)?;
         let gone: Vec<String> = self
             .access
             .permissions()
@@ -260,6 +299,9 @@ impl Broker {
         if self.vhost(vhost).is_none() {
             return Err(AdminError::BadRequest(format!("vhost '{vhost}' not found")));
         }
+        for pattern in [&p.configure, &p.write, &p.read] {
+            super::permissions::validate(pattern).map_err(AdminError::BadRequest)?;
+        }
         self.persist
             .defs
             .put_permission(&PermissionDef {
@@ -275,6 +317,7 @@ impl Broker {
             .perms
             .write()
             .insert((user.to_string(), vhost.to_string()), p);
+        self.access.bump();
         Ok(())
     }
 
@@ -298,6 +341,7 @@ impl Broker {
             .perms
             .write()
             .remove(&(user.to_string(), vhost.to_string()));
+        self.access.bump();
         Ok(())
     }
 }

@@ -16,6 +16,9 @@ pub struct Message {
     pub body: Bytes,
     /// `delivery_mode = 2`, read once when the message arrives.
     pub persistent: bool,
+    /// The broker dead-lettered this message: its `x-death` headers are the broker's own
+    /// (a publisher's are not interpreted, as in RabbitMQ 4).
+    pub dead_lettered: bool,
 }
 
 impl Message {
@@ -45,6 +48,7 @@ impl Message {
             properties: all.split_to(p),
             body: all,
             persistent: self.persistent,
+            dead_lettered: self.dead_lettered,
         }
     }
 
@@ -63,4 +67,22 @@ pub struct QueuedMessage {
     /// Where the message's record is in the queue's log (persistent messages in durable queues).
     pub loc: Option<Location>,
     pub msg: Message,
+    /// Absolute expiry in unix milliseconds (0: never); kept when the message is requeued.
+    pub expires: u64,
+    /// Times the message came back unsettled (a delivery-limited queue's delivery count).
+    pub returns: u32,
+}
+
+impl QueuedMessage {
+    /// A message entering a queue for the first time.
+    pub fn new(seq: u64, loc: Option<Location>, msg: Message, expires: u64) -> QueuedMessage {
+        QueuedMessage {
+            seq,
+            redelivered: false,
+            loc,
+            msg,
+            expires,
+            returns: 0,
+        }
+    }
 }

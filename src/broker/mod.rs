@@ -6,9 +6,12 @@
 pub mod access;
 pub mod admission;
 pub mod alarms;
+pub mod deadletter;
 pub mod direct_reply;
 pub mod exchange;
+pub mod limits;
 pub mod message;
+pub mod permissions;
 pub mod persist;
 pub mod policy;
 pub mod queue;
@@ -38,6 +41,8 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     pub access: Access,
+    /// Per-user limits and usage (vhost limits live in each `VHost`).
+    pub user_limits: limits::UserLimits,
     vhosts: DashMap<String, Arc<VHost>>,
     persist: Arc<Persistence>,
     next_id: AtomicU64,
@@ -100,7 +105,7 @@ impl Broker {
                 None => tracing::warn!(user = %d.name, "skipping a stored user with a bad hash"),
             }
         }
-        let access = Access::bootstrap(&users.list(), &names, &loaded);
+        let access = Access::bootstrap(&users.list(), &names, &config.permissions, &loaded);
 
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = names
@@ -122,10 +127,11 @@ impl Broker {
             vhosts.insert(v.name.to_string(), v);
         }
         let alarms = Arc::new(Alarms::new(&config.alarms, &config.data_dir));
-        Ok(Broker {
+        let broker = Broker {
             config,
             users,
             access,
+            user_limits: limits::UserLimits::default(),
             vhosts,
             persist,
             next_id: AtomicU64::new(1),
@@ -139,7 +145,9 @@ impl Broker {
             started_at_ms: now_ms(),
             amqp_addr: std::sync::OnceLock::new(),
             http_addr: std::sync::OnceLock::new(),
-        })
+        };
+        broker.restore_limits(&loaded.limits);
+        Ok(broker)
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -419,6 +419,13 @@ impl Persistence {
         for v in vhosts {
             v.reapply_policies();
         }
+        // Only now, with every exchange, binding and policy back, may recovered messages
+        // expire (and be dead-lettered); x-expires leases start again from here.
+        for v in vhosts {
+            for q in v.queues() {
+                q.start_timers();
+            }
+        }
         tracing::info!(
             exchanges = loaded.exchanges.len(),
             queues = loaded.queues.len(),

@@ -1,10 +1,13 @@
 //! A virtual host: its exchanges and queues, the topology operations (declare, delete, bind,
 //! unbind, purge) with RabbitMQ's checks and wording, and routing across exchange-to-exchange
-//! bindings and alternate exchanges.
+//! bindings and alternate exchanges. Binding and unbinding are in `binding`.
 
 use crate::broker::exchange::{Dest, Exchange, ExchangeKind, ExchangeOptions, LazyHeaders};
+use crate::broker::limits::VhostLimits;
 use crate::broker::message::Message;
+use crate::broker::permissions::{string_arg, Authz, Kind, Perm};
 use crate::broker::persist::Persistence;
+use crate::broker::queue::args::{self, DeclareFlags, QueueType};
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::log::{QueueLog, Restored};
 use crate::broker::queue::{Queue, QueueOptions};
@@ -14,8 +17,9 @@ use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+mod binding;
 mod policies;
 pub use policies::PolicyError;
 
@@ -49,6 +53,8 @@ pub struct VHost {
     pub stats: MsgStats,
     /// Sampled totals, for rates.
     pub rates: Rates,
+    /// RabbitMQ's vhost limits (max-connections, max-queues) and the connections open in it.
+    pub limits: VhostLimits,
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -87,6 +93,7 @@ impl VHost {
             policies: parking_lot::RwLock::new(Vec::new()),
             stats: MsgStats::default(),
             rates: Rates::default(),
+            limits: VhostLimits::default(),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -112,6 +119,11 @@ impl VHost {
 
     pub fn weak(&self) -> Option<std::sync::Weak<VHost>> {
         self.me.get().cloned()
+    }
+
+    /// A weak reference for queues (dead-letter routing, expiry); dangling before `bind_self`.
+    fn home(&self) -> Weak<VHost> {
+        self.weak().unwrap_or_default()
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
@@ -152,6 +164,18 @@ impl VHost {
         passive: bool,
         opts: impl FnOnce(ExchangeKind) -> ExchangeOptions,
     ) -> AmqpResult<Arc<Exchange>> {
+        self.declare_exchange_as(name, kind, passive, opts, None)
+    }
+
+    /// exchange.declare for a client whose permissions `authz` checks (None: the operator).
+    pub fn declare_exchange_as(
+        &self,
+        name: &str,
+        kind: &str,
+        passive: bool,
+        opts: impl FnOnce(ExchangeKind) -> ExchangeOptions,
+        mut authz: Option<&mut Authz>,
+    ) -> AmqpResult<Arc<Exchange>> {
         let _t = self.topology.lock();
         // RabbitMQ refuses the default exchange for passive declares too.
         if name.is_empty() {
@@ -167,6 +191,9 @@ impl VHost {
                 "unknown exchange type '{kind}'"
             )));
         };
+        if let Some(a) = authz.as_deref_mut() {
+            a.check(Perm::Configure, Kind::Exchange, name)?;
+        }
         let opts = opts(kind);
         if kind == ExchangeKind::Delayed {
             match ExchangeKind::delayed_type(&opts.arguments) {
@@ -227,6 +254,10 @@ impl VHost {
                 "exchange name '{name}' contains reserved prefix 'amq.*'"
             )));
         }
+        if let (Some(a), Some(ae)) = (authz, string_arg(&opts.arguments, "alternate-exchange")) {
+            a.check(Perm::Read, Kind::Exchange, name)?;
+            a.check(Perm::Write, Kind::Exchange, &ae)?;
+        }
         if let (true, Some(p)) = (opts.durable, &self.persist) {
             p.save_exchange(&self.name, name, &opts)?;
         }
@@ -258,11 +289,9 @@ impl VHost {
         log: Arc<QueueLog>,
         restored: Restored,
     ) {
-        let mut q = Queue::new(self.name.clone(), Arc::from(name), opts, None).with_log(
-            id,
-            log,
-            Some(restored),
-        );
+        let mut q = Queue::new(self.name.clone(), Arc::from(name), opts, None)
+            .in_vhost(self.home())
+            .with_log(id, log, Some(restored));
         if let Some(p) = &self.persist {
             q = q.with_paging(p.clone());
         }
@@ -347,25 +376,55 @@ impl VHost {
         opts: QueueOptions,
         conn: u64,
     ) -> AmqpResult<Declared> {
+        self.declare_queue_as(name, passive, opts, conn, None)
+    }
+
+    /// queue.declare for a client whose permissions `authz` checks (None: the operator). The
+    /// name is generated (server-named queue) or checked first, then configure permission on
+    /// it; creating a queue also checks the vhost's queue limit and the dead-letter exchange
+    /// permissions, in RabbitMQ's order.
+    pub fn declare_queue_as(
+        &self,
+        name: &str,
+        passive: bool,
+        opts: QueueOptions,
+        conn: u64,
+        mut authz: Option<&mut Authz>,
+    ) -> AmqpResult<Declared> {
         let _t = self.topology.lock();
         if passive {
             let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
             check_owner(&q, conn)?;
             return Ok(declared(&q));
         }
-        if let Some(q) = self.queue(name) {
+        let server_named = name.is_empty();
+        let name: Arc<str> = if name.is_empty() {
+            Arc::from(generate_name("amq.gen-").as_str())
+        } else if reserved(name) && self.queue(name).is_none() {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        } else {
+            Arc::from(name)
+        };
+        if let Some(a) = authz.as_deref_mut() {
+            a.check(Perm::Configure, Kind::Queue, &name)?;
+        }
+        let flags = DeclareFlags {
+            durable: opts.durable,
+            exclusive: opts.exclusive,
+            auto_delete: opts.auto_delete,
+            server_named,
+        };
+        let what = format!("queue '{name}' in vhost '{}'", self.name);
+        args::validate(&what, &opts.arguments, &flags)?;
+        if let Some(q) = self.queue(&name) {
             check_owner(&q, conn)?;
             let o = &q.options;
             let obj = format!("{name}' in vhost '{}", self.name);
-            if is_stream(&opts.arguments) != q.stream.is_some() {
-                let kind = |s: bool| if s { "stream" } else { "classic" };
-                return Err(inequivalent(
-                    "queue",
-                    "x-queue-type",
-                    &obj,
-                    kind(is_stream(&opts.arguments)),
-                    kind(q.stream.is_some()),
-                ));
+            let (want, have) = (QueueType::of(&opts.arguments).as_str(), q.queue_type());
+            if want != have {
+                return Err(inequivalent("queue", "x-queue-type", &obj, want, have));
             }
             if o.durable != opts.durable {
                 return Err(inequivalent(
@@ -395,6 +454,9 @@ impl VHost {
                 ));
             }
             for (k, v) in opts.arguments.inner() {
+                if k.as_str() == "x-queue-type" {
+                    continue; // compared above (absent means classic)
+                }
                 if !o
                     .arguments
                     .inner()
@@ -410,17 +472,24 @@ impl VHost {
                     ));
                 }
             }
+            // Redeclaring renews an x-expires lease (not for quorum queues, as in RabbitMQ).
+            if q.queue_type() == "classic" {
+                q.touch();
+            }
             return Ok(declared(&q));
         }
-        let name: Arc<str> = if name.is_empty() {
-            Arc::from(generate_name("amq.gen-").as_str())
-        } else if reserved(name) {
-            return Err(AmqpError::access_refused(format!(
-                "queue name '{name}' contains reserved prefix 'amq.*'"
+        let max = self.limits.max_queues();
+        if max >= 0 && self.queues.len() as i64 >= max {
+            return Err(AmqpError::precondition_failed(format!(
+                "cannot declare queue '{name}': queue limit in vhost '{}' ({max}) is reached",
+                self.name
             )));
-        } else {
-            Arc::from(name)
-        };
+        }
+        if let (Some(a), Some(dlx)) = (authz, string_arg(&opts.arguments, "x-dead-letter-exchange"))
+        {
+            a.check(Perm::Read, Kind::Queue, &name)?;
+            a.check(Perm::Write, Kind::Exchange, &dlx)?;
+        }
         crate::broker::queue::consumer_opts::check_queue_args(
             &opts.arguments,
             &format!("queue '{name}' in vhost '{}'", self.name),
@@ -439,7 +508,7 @@ impl VHost {
             }
             _ => None,
         };
-        let mut q = Queue::new(self.name.clone(), name.clone(), opts, owner);
+        let mut q = Queue::new(self.name.clone(), name.clone(), opts, owner).in_vhost(self.home());
         if let Some((id, log)) = store {
             q = q.with_log(id, log, None);
         }
@@ -449,6 +518,7 @@ impl VHost {
         self.apply_policy_to_queue(&q);
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
+        q.start_timers();
         Ok(declared(&q))
     }
 
@@ -519,6 +589,19 @@ impl VHost {
             )));
         }
         Ok(self.remove_queue(&q))
+    }
+
+    /// Delete a queue whose `x-expires` ran out, if it is still unused under the topology lock.
+    /// Its messages are not dead-lettered (as RabbitMQ).
+    pub fn expire_queue(&self, q: &Arc<Queue>) -> bool {
+        let _t = self.topology.lock();
+        match self.queue(&q.name) {
+            Some(cur) if Arc::ptr_eq(&cur, q) && q.idle_expired() => {
+                self.remove_queue(q);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Delete a queue the broker decided to drop (auto-delete, exclusive owner gone).
@@ -593,102 +676,6 @@ impl VHost {
             )));
         }
         Ok(q.purge())
-    }
-
-    fn source_for_bind(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
-        if name.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
-        self.exchange(name).ok_or_else(|| self.no_exchange(name))
-    }
-
-    pub fn bind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-        args: &FieldTable,
-        conn: u64,
-    ) -> AmqpResult<()> {
-        let _t = self.topology.lock();
-        let q = self.queue_for(queue, conn)?;
-        let e = self.source_for_bind(exchange)?;
-        self.bind(&e, Dest::Queue(q), key, args)
-    }
-
-    pub fn unbind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-        args: &FieldTable,
-        conn: u64,
-    ) -> AmqpResult<()> {
-        let _t = self.topology.lock();
-        let q = self.queue_for(queue, conn)?;
-        let e = self.source_for_bind(exchange)?;
-        self.unbind(&e, Dest::Queue(q), key, args)
-    }
-
-    pub fn bind_exchange(
-        &self,
-        dest: &str,
-        source: &str,
-        key: &str,
-        args: &FieldTable,
-    ) -> AmqpResult<()> {
-        let _t = self.topology.lock();
-        let d = self.source_for_bind(dest)?;
-        let s = self.source_for_bind(source)?;
-        self.bind(&s, Dest::Exchange(d), key, args)
-    }
-
-    pub fn unbind_exchange(
-        &self,
-        dest: &str,
-        source: &str,
-        key: &str,
-        args: &FieldTable,
-    ) -> AmqpResult<()> {
-        let _t = self.topology.lock();
-        let d = self.source_for_bind(dest)?;
-        let s = self.source_for_bind(source)?;
-        self.unbind(&s, Dest::Exchange(d), key, args)
-    }
-
-    /// Add a binding, writing it down first when both ends are durable (topology lock held).
-    fn bind(&self, src: &Exchange, dest: Dest, key: &str, args: &FieldTable) -> AmqpResult<()> {
-        if !src
-            .bind(dest.clone(), key, args)
-            .map_err(AmqpError::precondition_failed)?
-        {
-            return Ok(());
-        }
-        if let Some(p) = &self.persist {
-            if let Err(e) = p.save_binding(&self.name, src, &dest, key, args) {
-                src.unbind(&dest, key, args);
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    fn unbind(
-        &self,
-        src: &Arc<Exchange>,
-        dest: Dest,
-        key: &str,
-        args: &FieldTable,
-    ) -> AmqpResult<()> {
-        if src.unbind(&dest, key, args) {
-            if let Some(p) = &self.persist {
-                p.forget_binding(&self.name, src, &dest, key, args)?;
-            }
-            self.maybe_auto_delete(src);
-        }
-        Ok(())
     }
 
     /// Every queue `msg` reaches from `ex`, each once, following exchange-to-exchange bindings

@@ -2,6 +2,7 @@
 //! delivery tags and the unacked list, consumers, prefetch, publisher-confirm bookkeeping.
 
 use crate::broker::exchange::Exchange;
+use crate::broker::limits::ChannelSlot;
 use crate::broker::message::QueuedMessage;
 use crate::broker::queue::Queue;
 use crate::broker::registry::ChannelInfo;
@@ -95,8 +96,13 @@ pub struct Channel {
     /// Process-unique id of this channel instance, so a late store event for a closed channel
     /// is not applied to a new channel that reuses its number.
     pub epoch: u64,
-    /// The exchange last published to, to skip the map lookup for a run of publishes.
-    pub last_exchange: Option<(Bytes, Arc<Exchange>)>,
+    /// The exchange last published to, to skip the map lookup for a run of publishes, and the
+    /// access generation at which write permission on it was granted (so a run of publishes
+    /// costs one relaxed load, not a pattern match each).
+    pub last_exchange: Option<(Bytes, Arc<Exchange>, u64)>,
+    /// This channel in its user's channel count (max-channels); given back when dropped.
+    #[allow(dead_code)] // held for its Drop
+    pub user_slot: Option<ChannelSlot>,
     /// The direct reply-to consumer, if one was set up on this channel.
     pub reply: Option<Box<ReplyConsumer>>,
     /// This channel in the broker's registry: its message counters (relaxed increments by this

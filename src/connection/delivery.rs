@@ -5,6 +5,7 @@ use super::channel::{for_each_run, Channel, ChannelConsumer, Unacked};
 use super::tx::{apply_settle, SettleKind};
 use super::Conn;
 use crate::broker::direct_reply::PSEUDO_QUEUE;
+use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::registry::ConsumerInfo;
@@ -23,6 +24,8 @@ impl Conn {
         if c.queue.as_str() == PSEUDO_QUEUE {
             return self.consume_reply_to(chan, c);
         }
+        self.authz
+            .check(Perm::Read, Kind::Queue, c.queue.as_str())?;
         let q = self.vhost.queue_for(c.queue.as_str(), self.id)?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             Arc::from(generate_name("amq.ctag-").as_str())
@@ -136,6 +139,8 @@ impl Conn {
     }
 
     pub(super) fn on_get(&mut self, chan: u16, g: basic::Get) -> AmqpResult<()> {
+        self.authz
+            .check(Perm::Read, Kind::Queue, g.queue.as_str())?;
         let q = self.vhost.queue_for(g.queue.as_str(), self.id)?;
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(

@@ -4,6 +4,7 @@
 use super::channel::{Channel, Content};
 use super::handshake::truncate;
 use super::Conn;
+use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::QueueOptions;
 use crate::error::{AmqpError, AmqpResult, Scope};
 use crate::protocol::frame::{decode_method, encode_method, split_frame, RawFrame, Split};
@@ -190,11 +191,15 @@ impl Conn {
             _ => {
                 return match (f.kind, decode_method(&f.payload)) {
                     (FRAME_METHOD, Ok(AMQPClass::Channel(channel::AMQPMethod::Open(_)))) => {
+                        let slot =
+                            crate::broker::limits::open_channel(&self.slot.user, &self.user.name)
+                                .map_err(|e| e.on(20, 10))?;
                         let epoch = self.broker.next_id();
                         let info = self.info.open_channel(chan);
                         *self.channel_slot(chan) = Some(Box::new(Channel {
                             epoch,
                             info,
+                            user_slot: Some(slot),
                             ..Channel::new()
                         }));
                         self.send(
@@ -389,22 +394,33 @@ impl Conn {
             E::Declare(d) => {
                 let (durable, auto_delete, internal, arguments) =
                     (d.durable, d.auto_delete, d.internal, d.arguments);
-                v.declare_exchange(d.exchange.as_str(), d.kind.as_str(), d.passive, |kind| {
-                    crate::broker::exchange::ExchangeOptions {
+                v.declare_exchange_as(
+                    d.exchange.as_str(),
+                    d.kind.as_str(),
+                    d.passive,
+                    |kind| crate::broker::exchange::ExchangeOptions {
                         kind,
                         durable,
                         auto_delete,
                         internal,
                         arguments,
-                    }
-                })?;
+                    },
+                    Some(&mut self.authz),
+                )?;
                 (d.nowait, E::DeclareOk(exchange::DeclareOk {}))
             }
             E::Delete(d) => {
-                v.delete_exchange(d.exchange.as_str(), d.if_unused)?;
+                let name = d.exchange.as_str();
+                // The default and amq.* exchanges are refused by the vhost, as RabbitMQ refuses
+                // them before it looks at permissions.
+                if !name.is_empty() && !name.starts_with("amq.") {
+                    self.authz.check(Perm::Configure, Kind::Exchange, name)?;
+                }
+                v.delete_exchange(name, d.if_unused)?;
                 (d.nowait, E::DeleteOk(exchange::DeleteOk {}))
             }
             E::Bind(b) => {
+                self.check_binding(Kind::Exchange, b.destination.as_str(), b.source.as_str())?;
                 v.bind_exchange(
                     b.destination.as_str(),
                     b.source.as_str(),
@@ -414,6 +430,7 @@ impl Conn {
                 (b.nowait, E::BindOk(exchange::BindOk {}))
             }
             E::Unbind(b) => {
+                self.check_binding(Kind::Exchange, b.destination.as_str(), b.source.as_str())?;
                 v.unbind_exchange(
                     b.destination.as_str(),
                     b.source.as_str(),
@@ -446,7 +463,13 @@ impl Conn {
                     auto_delete: d.auto_delete,
                     arguments: d.arguments,
                 };
-                let r = v.declare_queue(d.queue.as_str(), d.passive, opts, conn)?;
+                let r = v.declare_queue_as(
+                    d.queue.as_str(),
+                    d.passive,
+                    opts,
+                    conn,
+                    Some(&mut self.authz),
+                )?;
                 let ok = queue::DeclareOk {
                     queue: ShortString::from(r.name.to_string()),
                     message_count: r.messages,
@@ -455,6 +478,7 @@ impl Conn {
                 (d.nowait, Q::DeclareOk(ok))
             }
             Q::Bind(b) => {
+                self.check_binding(Kind::Queue, b.queue.as_str(), b.exchange.as_str())?;
                 v.bind_queue(
                     b.queue.as_str(),
                     b.exchange.as_str(),
@@ -465,6 +489,7 @@ impl Conn {
                 (b.nowait, Q::BindOk(queue::BindOk {}))
             }
             Q::Unbind(b) => {
+                self.check_binding(Kind::Queue, b.queue.as_str(), b.exchange.as_str())?;
                 v.unbind_queue(
                     b.queue.as_str(),
                     b.exchange.as_str(),
@@ -475,10 +500,14 @@ impl Conn {
                 (false, Q::UnbindOk(queue::UnbindOk {}))
             }
             Q::Purge(p) => {
+                self.authz
+                    .check(Perm::Read, Kind::Queue, p.queue.as_str())?;
                 let n = v.purge_queue(p.queue.as_str(), conn)?;
                 (p.nowait, Q::PurgeOk(queue::PurgeOk { message_count: n }))
             }
             Q::Delete(d) => {
+                self.authz
+                    .check(Perm::Configure, Kind::Queue, d.queue.as_str())?;
                 let n = v.delete_queue(d.queue.as_str(), d.if_unused, d.if_empty, conn)?;
                 (d.nowait, Q::DeleteOk(queue::DeleteOk { message_count: n }))
             }
@@ -486,6 +515,18 @@ impl Conn {
         };
         if !nowait {
             self.send(chan, AMQPClass::Queue(reply));
+        }
+        Ok(())
+    }
+
+    /// queue.bind/unbind and exchange.bind/unbind: write on the destination, read on the
+    /// source (RabbitMQ's order; a default exchange on either end is refused by the vhost
+    /// before the source's permission is looked at).
+    fn check_binding(&mut self, dest_kind: Kind, dest: &str, source: &str) -> AmqpResult<()> {
+        self.authz.check(Perm::Write, dest_kind, dest)?;
+        let default_end = source.is_empty() || (dest_kind == Kind::Exchange && dest.is_empty());
+        if !default_end {
+            self.authz.check(Perm::Read, Kind::Exchange, source)?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 use super::{send_method, Io};
 use crate::auth::{self, User};
 use crate::broker::admission::OpenSlot;
+use crate::broker::limits::ConnectionSlot;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -26,6 +27,8 @@ pub struct ClientCaps {
 pub struct Negotiated {
     pub user: Arc<User>,
     pub vhost: Arc<VHost>,
+    /// This connection's place in its vhost's and user's connection counts.
+    pub slot: ConnectionSlot,
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
@@ -244,6 +247,10 @@ pub async fn run(
             .on(10, 40)
             .into());
     };
+    // RabbitMQ's order: the vhost's and the user's connection limits, then access.
+    let slot = broker
+        .admit_connection(&user, &vhost)
+        .map_err(|e| e.on(10, 40))?;
     if !broker.can_access(&user, vname) {
         return Err(AmqpError::not_allowed(format!(
             "access to vhost '{vname}' refused for user '{}'",
@@ -260,6 +267,7 @@ pub async fn run(
     Ok(Negotiated {
         user,
         vhost,
+        slot,
         frame_max,
         channel_max,
         heartbeat: t.heartbeat,

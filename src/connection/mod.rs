@@ -14,6 +14,8 @@ pub mod writer;
 
 use crate::auth::User;
 use crate::broker::admission::HandshakeSlot;
+use crate::broker::limits::ConnectionSlot;
+use crate::broker::permissions::Authz;
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::Queue;
 use crate::broker::registry::{ConnState, ConnectionInfo, ConnectionMeta};
@@ -109,6 +111,10 @@ pub struct Conn {
     broker: Arc<Broker>,
     vhost: Arc<VHost>,
     user: Arc<User>,
+    /// The user's permissions in the vhost, compiled; checked where RabbitMQ checks them.
+    authz: Authz,
+    /// This connection in its vhost's and user's usage counts (limits).
+    slot: ConnectionSlot,
     peer: SocketAddr,
     frame_max: u32,
     channel_max: u16,
@@ -278,6 +284,8 @@ pub async fn serve_admitted<S>(
     let mut conn = Conn {
         id,
         broker: broker.clone(),
+        authz: Authz::new(broker.clone(), &neg.user.name, &neg.vhost.name),
+        slot: neg.slot,
         vhost: neg.vhost,
         user: neg.user,
         peer,

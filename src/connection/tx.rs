@@ -62,14 +62,27 @@ impl Tx {
 }
 
 /// Apply a client settlement: acks and discards are settled at the end of the batch, requeues
-/// go back to their queues now.
+/// go back to their queues now, and so do discards from a queue with a dead-letter exchange
+/// (it needs the messages themselves).
 pub fn apply_settle(settles: &mut Settles, kind: SettleKind, items: impl Iterator<Item = Unacked>) {
     match kind {
         SettleKind::Requeue => {
             let items: Vec<Unacked> = items.collect();
             for_each_run(items, |q, consumer, msgs| q.requeue(consumer, msgs));
         }
-        SettleKind::Ack | SettleKind::Discard => items.for_each(|u| settles.acked(u)),
+        SettleKind::Ack => items.for_each(|u| settles.acked(u)),
+        SettleKind::Discard => {
+            let mut dead = Vec::new();
+            for u in items {
+                match u.queue.dead_letters() {
+                    true => dead.push(u),
+                    false => settles.acked(u),
+                }
+            }
+            if !dead.is_empty() {
+                for_each_run(dead, |q, consumer, msgs| q.reject(consumer, msgs));
+            }
+        }
     }
 }
 
@@ -107,7 +120,9 @@ impl Conn {
         let settles = std::mem::take(&mut t.settles);
         let (mut waits, mut failed) = (0u32, false);
         for (ex, out) in publishes {
-            let (_, w, f) = self.route_and_store(chan, &ex, out, Some((epoch, seq)));
+            // A message a length limit refuses is lost silently in a transaction, as without
+            // confirms.
+            let (_, w, f, _) = self.route_and_store(chan, &ex, out, Some((epoch, seq)));
             waits += w;
             failed |= f;
         }

@@ -1,4 +1,5 @@
-//! The HTTP client `warren ctl` uses: blocking ureq without TLS, basic auth, JSON in and out.
+//! The HTTP client `warren ctl` uses: blocking ureq (HTTPS with a given CA), basic auth, JSON
+//! in and out.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -40,18 +41,50 @@ pub fn seg(s: &str) -> String {
 }
 
 impl Client {
-    pub fn new(url: &str, user: &str, password: &str) -> Client {
+    /// A client for `url`; an `https://` URL needs `cacert`, the PEM file of the CA that signed
+    /// the broker's certificate (the only root trusted).
+    pub fn new(
+        url: &str,
+        user: &str,
+        password: &str,
+        cacert: Option<&std::path::Path>,
+    ) -> Result<Client, CtlError> {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(60)))
-            .build()
-            .into();
-        Client {
+            .timeout_global(Some(std::time::Duration::from_secs(60)));
+        if url.starts_with("https://") {
+            let Some(path) = cacert else {
+                return Err(CtlError::Usage(
+                    "an https:// URL needs --cacert FILE (the CA that signed the broker's certificate)"
+                        .into(),
+                ));
+            };
+            let pem = std::fs::read(path)
+                .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            let mut roots = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                    roots.push(c);
+                }
+            }
+            if roots.is_empty() {
+                return Err(CtlError::Usage(format!(
+                    "{}: no certificate found",
+                    path.display()
+                )));
+            }
+            let tls = ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                .build();
+            config = config.tls_config(tls);
+        }
+        Ok(Client {
             base: url.trim_end_matches('/').to_string(),
             auth: format!("Basic {token}"),
-            agent,
-        }
+            agent: config.build().into(),
+        })
     }
 
     /// One request; `Ok(None)` for an empty answer (204).

@@ -1,5 +1,6 @@
 //! `warren ctl`: an operator's command line over the HTTP management API (list, purge,
-//! delete, close connections, export and import definitions), as a table or `--json`.
+//! delete, close connections, permissions and limits, export and import definitions), as a
+//! table or `--json`.
 
 mod client;
 mod table;
@@ -27,6 +28,9 @@ pub struct CtlArgs {
         hide_env_values = true
     )]
     pub password: String,
+    /// For an https:// URL: the CA certificate (PEM) that signed the broker's certificate.
+    #[arg(long, env = "WARREN_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -106,6 +110,59 @@ pub enum CtlCommand {
         #[arg(long, default_value = "Closed via warren ctl")]
         reason: String,
     },
+    /// Set a user's configure / write / read patterns in a vhost (RabbitMQ's regular
+    /// expressions; "" allows nothing, ".*" everything).
+    SetPermissions {
+        user: String,
+        #[arg(allow_hyphen_values = true)]
+        configure: String,
+        #[arg(allow_hyphen_values = true)]
+        write: String,
+        #[arg(allow_hyphen_values = true)]
+        read: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Remove a user's permissions in a vhost.
+    ClearPermissions {
+        user: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// List permissions: all, one vhost's (--vhost) or one user's (--user).
+    ListPermissions {
+        #[arg(long, conflicts_with = "user")]
+        vhost: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Set a vhost limit: max-connections or max-queues (negative: no limit).
+    SetVhostLimit {
+        /// max-connections or max-queues
+        name: String,
+        #[arg(allow_negative_numbers = true)]
+        value: i64,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Remove a vhost limit.
+    ClearVhostLimit {
+        name: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Set a user limit: max-connections or max-channels (across all the user's connections).
+    SetUserLimit {
+        user: String,
+        /// max-connections or max-channels
+        name: String,
+        #[arg(allow_negative_numbers = true)]
+        value: i64,
+    },
+    /// Remove a user limit.
+    ClearUserLimit { user: String, name: String },
+    /// List vhost and user limits.
+    ListLimits,
     /// Write the broker's definitions (RabbitMQ's format) to a file, or stdout.
     Export { file: Option<std::path::PathBuf> },
     /// Load definitions (RabbitMQ's format) from a file, or `-` for stdin.
@@ -139,7 +196,7 @@ fn pretty(v: &Value) -> String {
 
 /// Run a command and return what it prints.
 pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
-    let c = Client::new(&a.url, &a.user, &a.password);
+    let c = Client::new(&a.url, &a.user, &a.password, a.cacert.as_deref())?;
     let done = |what: String| -> String {
         if a.json {
             pretty(&serde_json::json!({"ok": true, "done": what}))
@@ -248,6 +305,97 @@ pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
                 &[("x-reason", reason)],
             )?;
             Ok(done(format!("closed connection '{name}'")))
+        }
+        CtlCommand::SetPermissions {
+            user,
+            configure,
+            write,
+            read,
+            vhost,
+        } => {
+            let body = serde_json::json!({"configure": configure, "write": write, "read": read});
+            c.call(
+                "PUT",
+                &format!("/api/permissions/{}/{}", seg(vhost), seg(user)),
+                Some(&body),
+                &[],
+            )?;
+            Ok(done(format!(
+                "set permissions of user '{user}' in vhost '{vhost}'"
+            )))
+        }
+        CtlCommand::ClearPermissions { user, vhost } => {
+            c.call(
+                "DELETE",
+                &format!("/api/permissions/{}/{}", seg(vhost), seg(user)),
+                None,
+                &[],
+            )?;
+            Ok(done(format!(
+                "cleared permissions of user '{user}' in vhost '{vhost}'"
+            )))
+        }
+        CtlCommand::ListPermissions { vhost, user } => {
+            let path = match (vhost, user) {
+                (Some(v), _) => format!("/api/vhosts/{}/permissions", seg(v)),
+                (None, Some(u)) => format!("/api/users/{}/permissions", seg(u)),
+                (None, None) => "/api/permissions".to_string(),
+            };
+            let list = c.get(&path)?;
+            if a.json {
+                return Ok(pretty(&list));
+            }
+            let rows = list.as_array().cloned().unwrap_or_default();
+            Ok(table::render(&rows, table::columns("permissions")))
+        }
+        CtlCommand::SetVhostLimit { name, value, vhost } => {
+            c.call(
+                "PUT",
+                &format!("/api/vhost-limits/{}/{}", seg(vhost), seg(name)),
+                Some(&serde_json::json!({ "value": value })),
+                &[],
+            )?;
+            Ok(done(format!("set {name} = {value} on vhost '{vhost}'")))
+        }
+        CtlCommand::ClearVhostLimit { name, vhost } => {
+            c.call(
+                "DELETE",
+                &format!("/api/vhost-limits/{}/{}", seg(vhost), seg(name)),
+                None,
+                &[],
+            )?;
+            Ok(done(format!("cleared {name} on vhost '{vhost}'")))
+        }
+        CtlCommand::SetUserLimit { user, name, value } => {
+            c.call(
+                "PUT",
+                &format!("/api/user-limits/{}/{}", seg(user), seg(name)),
+                Some(&serde_json::json!({ "value": value })),
+                &[],
+            )?;
+            Ok(done(format!("set {name} = {value} on user '{user}'")))
+        }
+        CtlCommand::ClearUserLimit { user, name } => {
+            c.call(
+                "DELETE",
+                &format!("/api/user-limits/{}/{}", seg(user), seg(name)),
+                None,
+                &[],
+            )?;
+            Ok(done(format!("cleared {name} on user '{user}'")))
+        }
+        CtlCommand::ListLimits => {
+            let vhosts = c.get("/api/vhost-limits")?;
+            let users = c.get("/api/user-limits")?;
+            if a.json {
+                return Ok(pretty(
+                    &serde_json::json!({"vhosts": vhosts, "users": users}),
+                ));
+            }
+            Ok(table::render(
+                &table::limit_rows(&vhosts, &users),
+                table::columns("limits"),
+            ))
         }
         CtlCommand::Export { file } => {
             let defs = c.get("/api/definitions")?;

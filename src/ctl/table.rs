@@ -71,8 +71,32 @@ pub fn columns(resource: &str) -> &'static [Column] {
             ("write", "write"),
             ("read", "read"),
         ],
+        "limits" => &[
+            ("scope", "scope"),
+            ("name", "name"),
+            ("limit", "limit"),
+            ("value", "value"),
+        ],
         _ => &[("name", "name")],
     }
+}
+
+/// One row per limit from `GET /api/vhost-limits` and `GET /api/user-limits`.
+pub fn limit_rows(vhosts: &Value, users: &Value) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for (scope, key, list) in [("vhost", "vhost", vhosts), ("user", "user", users)] {
+        for entry in list.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let name = entry[key].clone();
+            if let Some(limits) = entry["value"].as_object() {
+                for (limit, value) in limits {
+                    rows.push(serde_json::json!({
+                        "scope": scope, "name": name, "limit": limit, "value": value,
+                    }));
+                }
+            }
+        }
+    }
+    rows
 }
 
 fn cell(v: &Value, path: &str) -> String {

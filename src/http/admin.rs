@@ -118,13 +118,13 @@ pub async fn delete_vhost(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub fn user_json(u: &User) -> Value {
+pub fn user_json(b: &Broker, u: &User) -> Value {
     json!({
         "name": u.name,
         "password_hash": u.password_hash(),
         "hashing_algorithm": "rabbit_password_hashing_sha256",
         "tags": u.tags,
-        "limits": {},
+        "limits": b.user_limits.values_of(&u.name),
     })
 }
 
@@ -132,7 +132,7 @@ pub fn user_json(u: &User) -> Value {
 pub async fn users(State(b): State<Arc<Broker>>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require_admin()?;
     Ok(Json(Value::Array(
-        b.users.list().iter().map(|u| user_json(u)).collect(),
+        b.users.list().iter().map(|u| user_json(&b, u)).collect(),
     )))
 }
 
@@ -148,7 +148,7 @@ pub async fn users_without_permissions(
             .list()
             .iter()
             .filter(|u| !perms.iter().any(|(n, _, _)| *n == u.name))
-            .map(|u| user_json(u))
+            .map(|u| user_json(&b, u))
             .collect(),
     )))
 }
@@ -161,7 +161,7 @@ pub async fn user(
 ) -> ApiResult<Json<Value>> {
     auth.require_admin()?;
     let u = b.users.get(&name).ok_or_else(ApiError::not_found)?;
-    Ok(Json(user_json(&u)))
+    Ok(Json(user_json(&b, &u)))
 }
 
 /// `PUT /api/users/{name}`: `{"password"}` or `{"password_hash", "hashing_algorithm"}`, and
@@ -309,7 +309,7 @@ pub async fn permission(
 }
 
 /// `PUT /api/permissions/{vhost}/{user}`: `{"configure", "write", "read"}` (regular
-/// expressions, stored and reported; warren enforces access per vhost).
+/// expressions, matched as RabbitMQ matches them; a pattern that does not compile is 400).
 pub async fn put_permission(
     State(b): State<Arc<Broker>>,
     auth: Auth,

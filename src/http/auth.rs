@@ -62,6 +62,29 @@ impl Auth {
         Ok(v)
     }
 
+    /// RabbitMQ's resource permission for an operation through the API (403 with the AMQP
+    /// refusal's text). Administrators pass: they may change any permission anyway.
+    pub fn authorize(
+        &self,
+        vhost: &str,
+        perm: crate::broker::permissions::Perm,
+        kind: crate::broker::permissions::Kind,
+        name: &str,
+    ) -> ApiResult<()> {
+        if self.is_admin() {
+            return Ok(());
+        }
+        crate::broker::permissions::check_once(
+            &self.broker,
+            &self.user.name,
+            vhost,
+            perm,
+            kind,
+            name,
+        )
+        .map_err(ApiError::from)
+    }
+
     /// Changing something in `vhost`.
     pub fn write_vhost(&self, vhost: &str) -> ApiResult<Arc<crate::broker::vhost::VHost>> {
         let v = self.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;

@@ -6,6 +6,7 @@ use super::auth::Auth;
 use super::error::{parse_body, ApiError, ApiResult};
 use super::json::{self, table_to_json};
 use crate::broker::exchange::Dest;
+use crate::broker::permissions::{self, Perm};
 use crate::broker::vhost::{VHost, ADMIN};
 use crate::broker::Broker;
 use amq_protocol::types::FieldTable;
@@ -178,6 +179,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let v = auth.write_vhost(&vhost)?;
     let src = ends(&v, &source, kind, &dest)?;
+    authorize(&auth, &vhost, kind, &dest, &src)?;
     let body: Value = parse_body(&body)?;
     let key = json::text(&body, "routing_key")?.unwrap_or("");
     let args = json::json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;
@@ -187,6 +189,16 @@ pub async fn create(
     }
     let loc = format!("./{}", props_key(key, &args));
     Ok((StatusCode::CREATED, [(header::LOCATION, loc)]).into_response())
+}
+
+/// Binding and unbinding: write on the destination, read on the source (as over AMQP).
+fn authorize(auth: &Auth, vhost: &str, kind: Kind, dest: &str, source: &str) -> ApiResult<()> {
+    let dest_kind = match kind {
+        Kind::Queue => permissions::Kind::Queue,
+        Kind::Exchange => permissions::Kind::Exchange,
+    };
+    auth.authorize(vhost, Perm::Write, dest_kind, dest)?;
+    auth.authorize(vhost, Perm::Read, permissions::Kind::Exchange, source)
 }
 
 /// The binding named by a `properties_key`.
@@ -245,6 +257,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let v = auth.write_vhost(&vhost)?;
     let src = ends(&v, &source, kind, &dest)?;
+    authorize(&auth, &vhost, kind, &dest, &src)?;
     let (key, args) = by_props(&v, &src, kind, &dest, &props)?;
     match kind {
         Kind::Queue => v.unbind_queue(&dest, &src, &key, &args, ADMIN)?,

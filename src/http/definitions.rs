@@ -113,17 +113,55 @@ pub fn export(b: &Broker) -> Value {
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "users": b.users.list().iter().map(|u| user_json(u)).collect::<Vec<_>>(),
+        "users": b.users.list().iter().map(|u| user_json(b, u)).collect::<Vec<_>>(),
         "vhosts": vhosts,
         "permissions": permissions,
         "topic_permissions": [],
-        "parameters": [],
+        "parameters": limit_parameters(b),
         "global_parameters": [{"name": "cluster_name", "value": b.config.cluster_name}],
         "policies": b.vhosts().iter().flat_map(|v| v.list_policies()).collect::<Vec<_>>(),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
     })
+}
+
+/// Vhost limits as RabbitMQ exports them: runtime parameters of component `vhost-limits`.
+fn limit_parameters(b: &Broker) -> Vec<Value> {
+    b.vhost_limits()
+        .into_iter()
+        .map(
+            |(v, l)| json!({"vhost": v, "component": "vhost-limits", "name": "limits", "value": l}),
+        )
+        .collect()
+}
+
+/// Limits from a definitions document: `users[].limits` and `vhost-limits` parameters.
+fn import_limits(b: &Broker, doc: &Value) -> ApiResult<()> {
+    let int = |k: &str, v: &Value| -> ApiResult<i64> {
+        v.as_i64()
+            .ok_or_else(|| ApiError::bad_request(format!("limit {k} must be an integer")))
+    };
+    for u in list(doc, "users")? {
+        let name = req_text(u, "name", "user")?;
+        if let Some(Value::Object(l)) = u.get("limits") {
+            for (k, v) in l {
+                b.set_user_limit(name, k, Some(int(k, v)?))?;
+            }
+        }
+    }
+    for p in list(doc, "parameters")? {
+        if text(p, "component")? != Some("vhost-limits") {
+            continue;
+        }
+        let vhost = req_text(p, "vhost", "parameter")?;
+        if let Some(Value::Object(l)) = p.get("value") {
+            for (k, v) in l {
+                b.set_vhost_limit(vhost, k, Some(int(k, v)?))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `GET /api/definitions`.
@@ -234,10 +272,11 @@ fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiRe
 
 fn ignored(doc: &Value) {
     for k in ["parameters", "global_parameters", "topic_permissions"] {
+        let unsupported = |p: &Value| k != "parameters" || p["component"] != "vhost-limits";
         if doc
             .get(k)
             .and_then(|v| v.as_array())
-            .is_some_and(|a| !a.is_empty())
+            .is_some_and(|a| a.iter().any(unsupported))
         {
             tracing::warn!("definitions import: {k} are not supported by warren and were ignored");
         }
@@ -304,6 +343,7 @@ pub async fn post_all(
             perm,
         )?;
     }
+    import_limits(&b, &doc)?;
     import_topology(&b, &doc, None)?;
     ignored(&doc);
     Ok(StatusCode::NO_CONTENT)

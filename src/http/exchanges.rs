@@ -5,6 +5,7 @@ use super::error::{parse_body, ApiError, ApiResult};
 use super::json::{self, flag, stats_of, table_to_json, text};
 use crate::broker::exchange::{Exchange, ExchangeKind, ExchangeOptions};
 use crate::broker::message::Message;
+use crate::broker::permissions::{Kind, Perm};
 use crate::broker::stats::{Stat, EXCHANGE_STATS};
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
@@ -101,6 +102,7 @@ pub async fn declare(
     let auto_delete = flag(&body, "auto_delete", false)?;
     let internal = flag(&body, "internal", false)?;
     let arguments = json::json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;
+    auth.authorize(&vhost, Perm::Configure, Kind::Exchange, &name)?;
     let existed = v.exchange(&name).is_some();
     v.declare_exchange(&name, kind, false, |kind| ExchangeOptions {
         kind,
@@ -123,6 +125,7 @@ pub async fn delete(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
     let v = auth.write_vhost(&vhost)?;
+    auth.authorize(&vhost, Perm::Configure, Kind::Exchange, url_name(&name))?;
     find(&v, &name)?;
     let if_unused = q.get("if-unused").is_some_and(|s| s == "true");
     v.delete_exchange(url_name(&name), if_unused)?;
@@ -145,6 +148,7 @@ pub fn publish_message(
         persistent: Message::persistent_in(&properties),
         properties,
         body,
+        dead_lettered: false,
     };
     if msg.body.len() as u64 > b.config.limits.max_message_size {
         return Err(ApiError::bad_request(format!(
@@ -184,6 +188,7 @@ pub async fn publish(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
+    auth.authorize(&vhost, Perm::Write, Kind::Exchange, url_name(&name))?;
     let ex = find(&v, &name)?;
     let req: Value = parse_body(&body)?;
     let key = text(&req, "routing_key")?.unwrap_or("");

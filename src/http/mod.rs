@@ -5,7 +5,8 @@
 //!
 //! Files by resource: `overview` (overview, nodes, health), `connections` (connections,
 //! channels, consumers), `exchanges`, `queues`, `bindings`, `admin` (vhosts, users,
-//! permissions), `policies`, `definitions`, `metrics`, `dashboard`; `auth`, `error` and `json` are shared.
+//! permissions), `limits` (vhost and user limits), `policies`, `definitions`, `metrics`,
+//! `dashboard`; `auth`, `error` and `json` are shared.
 
 mod admin;
 mod auth;
@@ -15,7 +16,9 @@ mod dashboard;
 mod definitions;
 mod error;
 mod exchanges;
+pub mod https;
 pub mod json;
+mod limits;
 mod metrics;
 mod overview;
 mod policies;
@@ -27,13 +30,13 @@ use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use bindings::Kind;
 use bytes::Bytes;
 use error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 type P3 = Path<(String, String, String)>;
@@ -200,6 +203,18 @@ pub fn router(b: Arc<Broker>) -> Router {
                 .put(admin::put_permission)
                 .delete(admin::delete_permission),
         )
+        .route("/api/vhost-limits", get(limits::vhost_all))
+        .route("/api/vhost-limits/{vhost}", get(limits::vhost_one))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(limits::put_vhost).delete(limits::delete_vhost),
+        )
+        .route("/api/user-limits", get(limits::user_all))
+        .route("/api/user-limits/{user}", get(limits::user_one))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(limits::put_user).delete(limits::delete_user),
+        )
         .route(
             "/api/definitions",
             get(definitions::get_all).post(definitions::post_all),
@@ -264,9 +279,14 @@ async fn json_errors(r: Response) -> Response {
     e.into_response()
 }
 
-/// Serve `app` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
+/// Serve `app` on `listener` (plain TCP, or [`https::TlsListener`]) until `shutdown` turns true.
+pub async fn serve<L>(listener: L, app: Router, mut shutdown: watch::Receiver<bool>)
+where
+    L: Listener<Addr = SocketAddr>,
+{
     let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+    // axum hands the peer address (ConnectInfo) over for any listener through `tap_io`.
+    let listener = listener.tap_io(|_| {});
     let stop = async move {
         while !*shutdown.borrow_and_update() {
             if shutdown.changed().await.is_err() {

@@ -57,7 +57,12 @@ pub async fn overview(State(b): State<Arc<Broker>>, auth: Auth) -> Json<Value> {
         listeners.push(json!({"node": node, "protocol": "amqp", "ip_address": a.ip().to_string(), "port": a.port()}));
     }
     if let Some(a) = b.http_addr.get() {
-        listeners.push(json!({"node": node, "protocol": "http", "ip_address": a.ip().to_string(), "port": a.port()}));
+        let protocol = if b.config.http.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        listeners.push(json!({"node": node, "protocol": protocol, "ip_address": a.ip().to_string(), "port": a.port()}));
     }
     let exchange_types: Vec<Value> = ["direct", "fanout", "topic", "headers"]
         .iter()
@@ -247,7 +252,7 @@ pub async fn protocol_listener(
 ) -> Response {
     let up = match proto.as_str() {
         "amqp" | "amqp091" | "amqp0-9-1" => b.amqp_addr.get().is_some(),
-        "http" | "management" => b.http_addr.get().is_some(),
+        "http" | "https" | "management" => b.http_addr.get().is_some(),
         _ => false,
     };
     if up {

@@ -4,6 +4,7 @@
 use super::auth::Auth;
 use super::error::{parse_body, ApiError, ApiResult};
 use super::json::{self, details, flag, properties_to_json, stats_of, table_to_json};
+use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::{Queue, QueueOptions};
 use crate::broker::sampler::DEPTHS_AT;
 use crate::broker::stats::{QUEUE_STATS, STATS};
@@ -21,11 +22,7 @@ use std::sync::Arc;
 pub fn queue_json(b: &Broker, q: &Queue) -> Value {
     let (ready, unacked, bytes, consumers) = q.snapshot();
     let rates = q.rates.rates(STATS + 3);
-    let kind = if q.stream.is_some() {
-        "stream"
-    } else {
-        "classic"
-    };
+    let kind = q.queue_type();
     let mut v = json!({
         "name": &*q.name,
         "vhost": &*q.vhost,
@@ -154,6 +151,7 @@ pub async fn declare(
         auto_delete: flag(&body, "auto_delete", false)?,
         arguments,
     };
+    auth.authorize(&vhost, Perm::Configure, Kind::Queue, &name)?;
     let existed = v.queue(&name).is_some();
     v.declare_queue(&name, false, opts, ADMIN)?;
     Ok(if existed {
@@ -170,6 +168,7 @@ pub async fn delete(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
     let v = auth.write_vhost(&vhost)?;
+    auth.authorize(&vhost, Perm::Configure, Kind::Queue, &name)?;
     find(&v, &name)?;
     let yes = |k: &str| q.get(k).is_some_and(|s| s == "true");
     v.delete_queue(&name, yes("if-unused"), yes("if-empty"), ADMIN)?;
@@ -182,6 +181,7 @@ pub async fn purge(
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let v = auth.write_vhost(&vhost)?;
+    auth.authorize(&vhost, Perm::Read, Kind::Queue, &name)?;
     find(&v, &name)?;
     v.purge_queue(&name, ADMIN)?;
     Ok(StatusCode::NO_CONTENT)
@@ -196,6 +196,7 @@ pub async fn get(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
+    auth.authorize(&vhost, Perm::Read, Kind::Queue, &name)?;
     let q = find(&v, &name)?;
     let req: Value = parse_body(&body)?;
     let count = match req.get("count") {

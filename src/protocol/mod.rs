@@ -5,6 +5,7 @@ pub mod frame;
 pub mod header_insert;
 pub mod hot;
 pub mod properties;
+pub mod props_edit;
 pub mod props_rewrite;
 
 /// Frame type octets (AMQP 0-9-1 §4.2.3).

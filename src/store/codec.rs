@@ -4,7 +4,7 @@
 //! own length fields adding up exactly) before computing its checksum, so scanning forward
 //! through garbage to resynchronise costs a few byte reads per position, not a checksum.
 
-use super::{Location, Recovered, StoredMessage};
+use super::{Location, RecordMeta, Recovered, StoredMessage};
 use bytes::Bytes;
 use std::fmt::Display;
 use std::io;
@@ -17,6 +17,57 @@ pub(crate) const KIND_ACKS: u8 = 2;
 pub(crate) const KIND_DELIVERED: u8 = 3;
 /// kind, seq, flags and the four length fields of a publish payload.
 const PUBLISH_FIXED: u64 = 1 + 8 + 1 + 1 + 1 + 4 + 4;
+/// Publish flag bits: persistent, an expiry follows, a lane follows, dead-lettered.
+const FLAG_PERSISTENT: u8 = 1;
+const FLAG_EXPIRES: u8 = 2;
+const FLAG_LANE: u8 = 4;
+const FLAG_DEAD_LETTERED: u8 = 8;
+const FLAGS_KNOWN: u8 = 0b1111;
+
+/// The flags byte of a record with this persistence and metadata.
+fn flags_of(persistent: bool, m: &RecordMeta) -> u8 {
+    let mut f = u8::from(persistent);
+    if m.expires != 0 {
+        f |= FLAG_EXPIRES;
+    }
+    if m.lane.is_some() {
+        f |= FLAG_LANE;
+    }
+    if m.dead_lettered {
+        f |= FLAG_DEAD_LETTERED;
+    }
+    f
+}
+
+/// Bytes of optional fields between the flags and the exchange that `flags` announces.
+fn extension_len(flags: u64) -> u64 {
+    let mut n = 0;
+    if flags & u64::from(FLAG_EXPIRES) != 0 {
+        n += 8;
+    }
+    if flags & u64::from(FLAG_LANE) != 0 {
+        n += 1;
+    }
+    n
+}
+
+/// The metadata of a publish payload whose layout was validated.
+fn meta_of(payload: &[u8]) -> RecordMeta {
+    let flags = payload[9];
+    let mut at = 10;
+    let mut m = RecordMeta {
+        dead_lettered: flags & FLAG_DEAD_LETTERED != 0,
+        ..RecordMeta::default()
+    };
+    if flags & FLAG_EXPIRES != 0 {
+        m.expires = le(&payload[at..at + 8]);
+        at += 8;
+    }
+    if flags & FLAG_LANE != 0 {
+        m.lane = Some(payload[at]);
+    }
+    m
+}
 /// Seqs per Acks/Delivered record: keeps such a record (128 KiB) inside the write buffer.
 pub(crate) const MAX_SEQS_PER_RECORD: usize = 16 * 1024;
 /// How much of a replay window is read at once.
@@ -40,7 +91,8 @@ pub(crate) fn publish_len(m: &StoredMessage) -> io::Result<u32> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
     }
     let var = [&m.exchange, &m.routing_key, &m.properties, &m.body];
-    let len = PUBLISH_FIXED + var.iter().map(|b| b.len() as u64).sum::<u64>();
+    let ext = extension_len(u64::from(flags_of(m.persistent, &m.meta)));
+    let len = PUBLISH_FIXED + ext + var.iter().map(|b| b.len() as u64).sum::<u64>();
     if len > u64::from(MAX_RECORD_LEN) {
         let e = "message larger than the maximum record length";
         return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
@@ -57,7 +109,13 @@ pub(crate) fn seqs_len(n: usize) -> u32 {
 pub(crate) fn encode_publish(buf: &mut Vec<u8>, m: &StoredMessage) {
     let start = begin_record(buf, KIND_PUBLISH);
     buf.extend_from_slice(&m.seq.to_le_bytes());
-    buf.push(u8::from(m.persistent));
+    buf.push(flags_of(m.persistent, &m.meta));
+    if m.meta.expires != 0 {
+        buf.extend_from_slice(&m.meta.expires.to_le_bytes());
+    }
+    if let Some(lane) = m.meta.lane {
+        buf.push(lane);
+    }
     for short in [&m.exchange, &m.routing_key] {
         buf.push(short.len() as u8);
         buf.extend_from_slice(short);
@@ -102,10 +160,14 @@ fn publish_layout(
     len: u64,
     num: &mut dyn FnMut(u64, usize) -> io::Result<u64>,
 ) -> io::Result<Option<Ranges>> {
-    if len < PUBLISH_FIXED || num(9, 1)? & !1 != 0 {
+    if len < PUBLISH_FIXED {
         return Ok(None);
     }
-    let mut at = 10;
+    let flags = num(9, 1)?;
+    if flags & !u64::from(FLAGS_KNOWN) != 0 {
+        return Ok(None);
+    }
+    let mut at = 10 + extension_len(flags);
     let mut out = [(0, 0); 4];
     for (slot, width) in out.iter_mut().zip([1, 1, 4, 4]) {
         if at + width as u64 > len {
@@ -144,11 +206,12 @@ pub(crate) fn decode_publish(rec: Bytes) -> io::Result<StoredMessage> {
     };
     Ok(StoredMessage {
         seq: le(&payload[1..9]),
-        persistent: payload[9] & 1 == 1,
+        persistent: payload[9] & FLAG_PERSISTENT != 0,
         exchange: field(ranges[0]),
         routing_key: field(ranges[1]),
         properties: field(ranges[2]),
         body: field(ranges[3]),
+        meta: meta_of(payload),
     })
 }
 
@@ -272,7 +335,8 @@ pub(crate) fn scan_segment(
                     Recovered::Publish {
                         loc,
                         seq: le(&payload[1..9]),
-                        persistent: payload[9] & 1 == 1,
+                        persistent: payload[9] & FLAG_PERSISTENT != 0,
+                        meta: meta_of(payload),
                     }
                 }
                 KIND_ACKS => Recovered::Acks(decode_seqs(payload)),

@@ -21,6 +21,8 @@
 //!   (`deleted: true`), so that deleting a vhost, user or permission that the config file
 //!   bootstraps stays deleted across restarts. (Tables added later than schema 1: opening an
 //!   older file just creates them.)
+//! - `limits`: (scope `vhost`/`user`, name) → [`LimitsDef`]: RabbitMQ's vhost and user limits;
+//!   a record with no limits left is removed.
 
 use std::path::{Path, PathBuf};
 
@@ -133,6 +135,15 @@ pub struct PermissionDef {
     pub deleted: bool,
 }
 
+/// The limits of one vhost (`scope` "vhost") or user (`scope` "user"), e.g. `max-connections`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LimitsDef {
+    pub scope: String,
+    pub name: String,
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, i64>,
+}
+
 /// Everything in the store, read from one snapshot; each list is in key order (shorter names
 /// first, not alphabetical), so callers should not rely on any order.
 #[derive(Debug, Default)]
@@ -145,6 +156,7 @@ pub struct Loaded {
     pub vhost_defs: Vec<VhostDef>,
     pub users: Vec<UserDef>,
     pub permissions: Vec<PermissionDef>,
+    pub limits: Vec<LimitsDef>,
 }
 
 /// A failed store operation, naming the database file and the operation; the broker turns it
@@ -187,6 +199,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const VHOST_DEFS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vhost_defs");
 const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
 const PERMISSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("permissions");
+const LIMITS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("limits");
 /// Bumped when the layout above changes, so an old build refuses a newer file instead of
 /// misreading it.
 const SCHEMA_VERSION: u64 = 1;
@@ -363,6 +376,7 @@ impl Definitions {
                     VHOST_DEFS,
                     USERS,
                     PERMISSIONS,
+                    LIMITS,
                 ] {
                     txn.open_table(t)?;
                 }
@@ -530,6 +544,21 @@ impl Definitions {
         })
     }
 
+    /// Stores the limits of a vhost or user; with none left, removes the record.
+    pub fn put_limits(&self, d: &LimitsDef) -> Result<(), DefinitionsError> {
+        self.write("put_limits", |txn| {
+            let k = key(&[d.scope.as_bytes(), d.name.as_bytes()]);
+            let mut t = txn.open_table(LIMITS)?;
+            if d.limits.is_empty() {
+                t.remove(k.as_slice())?;
+            } else {
+                let value = encode("limits", d)?;
+                t.insert(k.as_slice(), value.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     /// Hands out the next queue id (1, 2, …), committed before it is returned, so no id is ever
     /// handed out twice, even across a crash; an id taken by a declare that then failed is
     /// simply skipped.
@@ -560,6 +589,7 @@ impl Definitions {
                 vhost_defs: read_all(&txn.open_table(VHOST_DEFS)?, "vhost")?,
                 users: read_all(&txn.open_table(USERS)?, "user")?,
                 permissions: read_all(&txn.open_table(PERMISSIONS)?, "permission")?,
+                limits: read_all(&txn.open_table(LIMITS)?, "limits")?,
             })
         };
         read().map_err(|e| e.context(&self.path, "load"))

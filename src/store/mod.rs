@@ -13,8 +13,11 @@
 //!
 //! ```text
 //! u32 len | u32 crc32(kind+payload) | u8 kind | payload          (integers little-endian)
-//! Publish   (1): u64 seq, u8 flags (bit0 persistent), u8 len + exchange,
+//! Publish   (1): u64 seq, u8 flags, [u64 expires], [u8 lane], u8 len + exchange,
 //!                u8 len + routing key, u32 len + properties, u32 len + body
+//!                flags: bit0 persistent, bit1 `expires` follows, bit2 `lane` follows,
+//!                bit3 dead-lettered (see [`RecordMeta`]); a record without bits 1-3 is
+//!                byte-identical to the first version of the format
 //! Acks      (2): u32 count, count x u64 seq
 //! Delivered (3): u32 count, count x u64 seq
 //! ```
@@ -62,6 +65,19 @@ pub struct StoredMessage {
     pub routing_key: Bytes,
     pub properties: Bytes,
     pub body: Bytes,
+    pub meta: RecordMeta,
+}
+
+/// What the broker keeps with a publish record besides the message. The store only carries
+/// these values; a default `RecordMeta` adds nothing to the record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Absolute expiry in unix milliseconds (0: never), so a TTL survives a restart.
+    pub expires: u64,
+    /// The message's lane in a priority queue (present when `Some`).
+    pub lane: Option<u8>,
+    /// The broker dead-lettered this message and wrote its death headers.
+    pub dead_lettered: bool,
 }
 
 /// Where a publish record lives: segment number, byte offset, whole record length (header included).
@@ -79,6 +95,7 @@ pub enum Recovered {
         loc: Location,
         seq: u64,
         persistent: bool,
+        meta: RecordMeta,
     },
     Acks(Vec<u64>),
     Delivered(Vec<u64>),

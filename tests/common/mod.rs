@@ -5,6 +5,7 @@
 
 pub mod consumers;
 pub mod durability;
+pub mod features;
 pub mod http;
 pub mod queues;
 pub mod raw;

@@ -148,8 +148,8 @@ pub async fn consumer(url: String, id: u32, stop: Arc<AtomicBool>, ledger: Share
             Ok(_) => return,
         };
         if stop.load(Ordering::Relaxed) {
-            // The broker is dead: lapin would accept the ack, but it could never arrive.
-            return;
+            // The broker may be dead: lapin would accept the ack, but it could never arrive.
+            break;
         }
         let mid = parse(&d.data);
         {
@@ -180,4 +180,7 @@ pub async fn consumer(url: String, id: u32, stop: Arc<AtomicBool>, ledger: Share
             _ => return,
         }
     }
+    // Told to stop while the broker may still be up (the soak test's consumer churn): leave
+    // with a close, so what this consumer held goes back to the queue now.
+    let _ = tokio::time::timeout(Duration::from_secs(2), c.close(200, "bye".into())).await;
 }

@@ -102,7 +102,11 @@ impl Delayed {
                 exchange: Bytes::from(due.to_string()),
                 ..msg.clone()
             };
-            ticket = Some(log.append(seq, &rec, true)?.1);
+            let meta = crate::store::RecordMeta {
+                dead_lettered: msg.dead_lettered,
+                ..Default::default()
+            };
+            ticket = Some(log.append(seq, &rec, true, meta)?.1);
         }
         let earliest = st.due.peek().map_or(true, |Reverse((d, _))| due < *d);
         st.due.push(Reverse((due, seq)));

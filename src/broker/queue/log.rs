@@ -5,7 +5,7 @@ use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::{ConfirmWaiter, SyncGuard, SyncTicket};
 use crate::broker::queue::paging::Paged;
 use crate::store::commit::{GroupCommit, Syncable};
-use crate::store::{FileLog, Location, MessageLog, Recovered, StoredMessage};
+use crate::store::{FileLog, Location, MessageLog, RecordMeta, Recovered, StoredMessage};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -49,8 +49,10 @@ impl Syncable for QueueLog {
 pub struct Restored {
     /// The oldest messages, read back up to the memory limit.
     pub messages: Vec<QueuedMessage>,
-    /// The rest, left on disk.
-    pub paged: Vec<Paged>,
+    /// The rest, left on disk, each with its lane (priority queues).
+    pub paged: Vec<(u8, Paged)>,
+    /// Some of `paged` have an expiry.
+    pub expiring: bool,
     pub next_seq: u64,
 }
 
@@ -87,6 +89,7 @@ impl QueueLog {
         seq: u64,
         msg: &Message,
         persistent: bool,
+        meta: RecordMeta,
     ) -> io::Result<(Location, SyncTicket)> {
         let rec = StoredMessage {
             seq,
@@ -95,6 +98,7 @@ impl QueueLog {
             routing_key: msg.routing_key.clone(),
             properties: msg.properties.clone(),
             body: msg.body.clone(),
+            meta,
         };
         let mut log = self.log.lock();
         let loc = log.append(&rec)?;
@@ -180,7 +184,7 @@ impl QueueLog {
     /// order, marked redelivered when a delivery was recorded. Everything else is released.
     pub fn restore(&self, queue: &str, mem_limit: u64) -> io::Result<Restored> {
         let mut log = self.log.lock();
-        let mut publishes: BTreeMap<u64, Location> = BTreeMap::new();
+        let mut publishes: BTreeMap<u64, (Location, RecordMeta)> = BTreeMap::new();
         let mut dropped: Vec<Location> = Vec::new();
         let mut acked: HashSet<u64> = HashSet::new();
         let mut delivered: HashSet<u64> = HashSet::new();
@@ -190,11 +194,12 @@ impl QueueLog {
                 loc,
                 seq,
                 persistent,
+                meta,
             } => {
                 max_seq = max_seq.max(seq + 1);
                 if !persistent {
                     dropped.push(loc);
-                } else if let Some(old) = publishes.insert(seq, loc) {
+                } else if let Some((old, _)) = publishes.insert(seq, (loc, meta)) {
                     // The same message written twice (re-appended by a compaction): keep the last.
                     dropped.push(old);
                 }
@@ -212,8 +217,9 @@ impl QueueLog {
         }
         let mut messages = Vec::new();
         let mut paged = Vec::new();
+        let mut expiring = false;
         let mut mem = 0u64;
-        for (seq, loc) in publishes {
+        for (seq, (loc, meta)) in publishes {
             if acked.contains(&seq) {
                 dropped.push(loc);
                 continue;
@@ -221,13 +227,15 @@ impl QueueLog {
             // Past the memory limit, leave the rest on disk (read back as consumers get there);
             // this also keeps start-up time independent of the backlog's size.
             if mem > mem_limit || !paged.is_empty() {
-                paged.push(Paged {
+                expiring |= meta.expires != 0;
+                let p = Paged {
                     seq,
                     loc,
                     persistent: true,
                     redelivered: delivered.contains(&seq),
                     size: loc.len,
-                });
+                };
+                paged.push((meta.lane.unwrap_or(0), p));
                 continue;
             }
             mem += u64::from(loc.len) + 192;
@@ -239,10 +247,13 @@ impl QueueLog {
                     msg: Message {
                         exchange: m.exchange,
                         routing_key: m.routing_key,
+                        persistent: Message::persistent_in(&m.properties),
                         properties: m.properties,
                         body: m.body,
-                        persistent: true,
+                        dead_lettered: m.meta.dead_lettered,
                     },
+                    expires: m.meta.expires,
+                    returns: 0,
                 }),
                 Err(e) => {
                     tracing::error!(queue, seq, "could not read a recovered message: {e}");
@@ -256,6 +267,7 @@ impl QueueLog {
         Ok(Restored {
             messages,
             paged,
+            expiring,
             next_seq: max_seq,
         })
     }

@@ -1,30 +1,40 @@
 //! Queues: identity, flags and arguments, plus the operations channels use (publish, consume, get,
 //! settle, requeue, purge, delete). State sits behind one short, non-async mutex per queue, touched
 //! directly by publishing and consuming connections: no queue task, no extra hop per message.
+//! Arguments that change behaviour (TTL, limits, dead-lettering, priorities, quorum) live in an
+//! optional [`Features`]; dead letters collected under the lock are routed after releasing it.
 
+pub mod args;
 pub mod classic;
 pub mod consumer;
 pub mod consumer_opts;
 pub mod flow;
+pub mod limits;
 pub mod log;
 pub mod paging;
+pub mod ttl;
 
+use crate::broker::deadletter::{self, Reason};
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::persist::Persistence;
 use crate::broker::persist::{ConfirmWaiter, SyncTicket};
 use crate::broker::policy::Policy;
 use crate::broker::stats::{MsgStats, Rates, Stat};
 use crate::broker::stream::StreamQueue;
+use crate::broker::vhost::VHost;
 use crate::error::{AmqpError, AmqpResult};
-use crate::store::Location;
+use crate::protocol::properties;
+use crate::store::{Location, RecordMeta};
 use amq_protocol::types::{AMQPValue, FieldTable};
-use classic::ClassicState;
+pub use args::Features;
+use args::{Overflow, QueueType};
+use classic::{ClassicState, Dead};
 use consumer::{ClientEvent, ConsumerEntry, ConsumerSpec, Delivery};
 use log::{QueueLog, Restored};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::sync::OnceLock;
+use std::sync::{Arc, Weak};
 
 /// Messages up to this body size are copied out of the read buffer when they wait in a queue.
 const COMPACT_MAX: usize = 4096;
@@ -69,6 +79,31 @@ pub struct Queue {
     policy_gen: AtomicU64,
     /// Publisher flow control (classic queues).
     pub flow: flow::Flow,
+    /// `x-queue-type=quorum` (fixed at declare).
+    pub quorum: bool,
+    /// The queue's features (kept in its state, which policies may change) have a dead-letter
+    /// exchange: read without the lock by channels discarding deliveries.
+    has_dlx: AtomicBool,
+    /// When the queue was last used (process-relative ms), for `x-expires`.
+    last_used: AtomicU64,
+    /// The `x-expires` timer task runs, and what wakes it when a policy changes the expiry.
+    idle_timer: AtomicBool,
+    idle_wake: Arc<tokio::sync::Notify>,
+    /// This queue, for timers started when a policy changes its features.
+    me: OnceLock<Weak<Queue>>,
+    /// The vhost the queue lives in: where dead letters are routed, what deletes it on expiry.
+    home: Weak<VHost>,
+    /// Removes expired messages from the head; started when the first expiry is armed.
+    expiry: OnceLock<Arc<ttl::ExpiryTimer>>,
+}
+
+/// What became of a message offered to a queue.
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Accepted; with a ticket when a confirm must wait for the log's sync.
+    Stored(Option<SyncTicket>),
+    /// Refused by the length limit (`x-overflow` reject-publish / reject-publish-dlx).
+    Rejected,
 }
 
 /// A consumer the queue dropped when it was deleted, to be told with basic.cancel.
@@ -85,8 +120,20 @@ impl Queue {
         options: QueueOptions,
         owner: Option<u64>,
     ) -> Queue {
-        let mut state = ClassicState::default();
+        let ty = QueueType::of(&options.arguments);
+        let features = match ty {
+            QueueType::Stream => None,
+            _ => Features::parse(&options.arguments).map(Arc::new),
+        };
+        // Priorities come from the arguments only (RabbitMQ refuses them in policies).
+        let lanes = features
+            .as_ref()
+            .and_then(|f| f.max_priority)
+            .map_or(1, |p| usize::from(p) + 1);
+        let has_dlx = features.as_ref().is_some_and(|f| f.dlx.is_some());
+        let mut state = ClassicState::new(lanes);
         state.single_active = consumer_opts::single_active(&options.arguments);
+        state.features = features;
         Queue {
             name,
             vhost,
@@ -105,7 +152,97 @@ impl Queue {
             policy: parking_lot::RwLock::new(None),
             policy_gen: AtomicU64::new(0),
             flow: flow::Flow::default(),
+            quorum: ty == QueueType::Quorum,
+            has_dlx: AtomicBool::new(has_dlx),
+            last_used: AtomicU64::new(0),
+            idle_timer: AtomicBool::new(false),
+            idle_wake: Arc::new(tokio::sync::Notify::new()),
+            me: OnceLock::new(),
+            home: Weak::new(),
+            expiry: OnceLock::new(),
         }
+    }
+
+    /// Tie the queue to its vhost (dead-letter routing, expiry).
+    pub fn in_vhost(mut self, home: Weak<VHost>) -> Queue {
+        self.home = home;
+        self
+    }
+
+    /// `classic`, `quorum` or `stream`, as RabbitMQ reports the queue's type.
+    pub fn queue_type(&self) -> &'static str {
+        if self.stream.is_some() {
+            "stream"
+        } else if self.quorum {
+            "quorum"
+        } else {
+            "classic"
+        }
+    }
+
+    /// Does the queue have a dead-letter exchange?
+    pub fn dead_letters(&self) -> bool {
+        self.has_dlx.load(Relaxed)
+    }
+
+    /// The features the queue runs with now (arguments merged with the applying policy).
+    pub fn features(&self) -> Option<Arc<Features>> {
+        self.state.lock().features.clone()
+    }
+
+    /// The policy changed: work out the features again (new messages see them; messages
+    /// already in the queue keep the expiry they got).
+    fn refresh_features(&self) {
+        if self.stream.is_some() {
+            return;
+        }
+        let policy = self.policy();
+        let args = args::with_policy(&self.options.arguments, policy.as_deref(), self.quorum);
+        let f = Features::parse(&args).map(Arc::new);
+        self.has_dlx
+            .store(f.as_ref().is_some_and(|f| f.dlx.is_some()), Relaxed);
+        let idle = f.as_ref().is_some_and(|f| f.expires.is_some());
+        self.state.lock().features = f;
+        if idle {
+            self.ensure_idle_timer();
+        }
+        self.idle_wake.notify_one();
+    }
+
+    /// The vhost the queue lives in (gone once the broker shuts down).
+    pub fn home(&self) -> Option<Arc<VHost>> {
+        self.home.upgrade()
+    }
+
+    /// Release the state lock, then do what must not happen under it: arm the expiry timer for
+    /// the head and route dead letters (routing locks exchanges and other queues).
+    fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, ClassicState>) {
+        let head = st.head_expiry();
+        let dead = std::mem::take(&mut st.dead);
+        let target = match dead.is_empty() {
+            true => None,
+            false => st
+                .features
+                .as_ref()
+                .and_then(|f| Some((f.dlx.clone()?, f.dlrk.clone()))),
+        };
+        drop(st);
+        if head != 0 {
+            self.arm_expiry(head);
+        }
+        if let Some((dlx, dlrk)) = target {
+            deadletter::route(self, dead, &dlx, dlrk.as_ref());
+        }
+    }
+
+    /// The expiry timer fired: remove expired heads.
+    pub(crate) fn expire_due(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        if !self.is_deleted() {
+            st.expire_heads(self, ttl::now_ms());
+            st.check_low(self, 0);
+        }
+        self.unlock(st);
     }
 
     /// Make this queue a stream backed by `s`.
@@ -155,14 +292,12 @@ impl Queue {
             let st = self.state.get_mut();
             st.next_seq = r.next_seq;
             for m in r.messages {
-                st.ready_bytes += m.msg.size();
-                st.mem += paging::cost(&m.msg);
-                st.ready.push_back(m);
+                st.insert(m);
             }
-            for p in r.paged {
-                st.paged_bytes += u64::from(p.size);
-                st.paged.push_back(p);
+            for (lane, p) in r.paged {
+                st.restore_paged(usize::from(lane), p);
             }
+            st.ttl_seen |= r.expiring;
         }
         self
     }
@@ -178,54 +313,100 @@ impl Queue {
 
     /// Enqueue a routed message and hand it on if a consumer has credit. Returns a ticket when it
     /// was written to the queue's log (a confirm must then wait for the log's sync); an error
-    /// means the log refused it and the message was not enqueued.
+    /// means the log refused it and the message was not enqueued. A message a length limit
+    /// refuses is dropped here (see [`Queue::enqueue`] to tell).
     pub fn publish(self: &Arc<Self>, msg: Message) -> std::io::Result<Option<SyncTicket>> {
+        match self.enqueue(msg)? {
+            Enqueued::Stored(ticket) => Ok(ticket),
+            Enqueued::Rejected => Ok(None),
+        }
+    }
+
+    /// [`Queue::publish`], telling a message refused by `x-overflow` reject-publish apart.
+    pub fn enqueue(self: &Arc<Self>, msg: Message) -> std::io::Result<Enqueued> {
         if let Some(s) = &self.stream {
             let ticket = s.publish(&msg)?;
             self.stats.inc(Stat::Publish);
-            return Ok(s.fsync_confirms.then_some(ticket));
+            return Ok(Enqueued::Stored(s.fsync_confirms.then_some(ticket)));
         }
+        // The channel checked the expiration property already; the lower TTL applies.
+        let msg_ttl =
+            properties::expiration(&msg.properties).and_then(|e| ttl::parse_expiration(e).ok());
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return Ok(None);
+            return Ok(Enqueued::Stored(None));
         }
+        // Only queues with features pay for this clone (an uncontended count, under the lock).
+        let features = st.features.clone();
+        let f = features.as_deref();
+        let queue_ttl = f.and_then(|f| f.message_ttl);
+        let now = match (msg_ttl, queue_ttl) {
+            (None, None) => 0,
+            _ => ttl::now_ms(),
+        };
+        let expires = ttl::expiry(now, queue_ttl, msg_ttl);
+        if let Some(f) = f.filter(|f| f.overflow != Overflow::DropHead && f.limited()) {
+            if st.would_overflow(f, &msg) {
+                if f.overflow == Overflow::RejectPublishDlx && f.dlx.is_some() {
+                    st.dead.push(Dead {
+                        msg,
+                        reason: Reason::Maxlen,
+                    });
+                }
+                self.unlock(st);
+                return Ok(Enqueued::Rejected);
+            }
+        }
+        let lane = st.lane_for(&msg.properties);
+        let meta = RecordMeta {
+            expires,
+            lane: (st.lanes.len() > 1).then_some(lane as u8),
+            dead_lettered: msg.dead_lettered,
+        };
+        // A quorum queue keeps every message, whatever its delivery mode, as RabbitMQ does.
+        let keep = msg.persistent || f.is_some_and(|f| f.quorum);
         let (loc, ticket) = match &self.log {
-            Some(log) if msg.persistent => {
-                let (loc, ticket) = log.append(st.next_seq, &msg, true)?;
+            Some(log) if keep => {
+                let (loc, ticket) = log.append(st.next_seq, &msg, true, meta)?;
                 (Some(loc), Some(ticket))
             }
             _ => (None, None),
         };
-        if self.persist.is_some() && st.must_page(self.mem_limit, &msg) {
+        if self.persist.is_some() && st.must_page(lane, self.mem_limit, &msg) {
             let log = self.page_log_or_create()?;
-            st.page_out(log, &msg, loc)?;
+            st.page_out(lane, log, &msg, loc, meta)?;
         } else {
             // Small messages that will wait get their own allocation (large ones fill most of
             // the read buffer they share anyway).
-            let waits = !st.ready.is_empty() || !st.can_dispatch();
+            let waits = st.ready_count > 0 || !st.can_dispatch();
             let msg = if waits && msg.body.len() <= COMPACT_MAX {
                 msg.compacted()
             } else {
                 msg
             };
-            st.push(msg, loc);
+            st.push(lane, msg, loc, expires);
         }
         st.dispatch(self);
+        if let Some(f) = f.filter(|f| f.overflow == Overflow::DropHead && f.limited()) {
+            st.drop_over_limit(self, f);
+        }
+        if expires != 0 && expires <= now {
+            // TTL 0: gone unless a consumer took it just now.
+            st.expire_heads(self, now);
+        }
         st.check_high(self);
-        drop(st);
+        self.unlock(st);
         self.stats.inc(Stat::Publish);
-        Ok(ticket)
+        Ok(Enqueued::Stored(ticket))
     }
 
     /// Take the head message for basic.get; with `no_ack` false it counts as unacked.
     /// Returns the message and how many remain ready.
-    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        self.touch();
         let mut st = self.state.lock();
-        if st.ready.is_empty() {
-            st.page_in(self, self.mem_limit);
-        }
-        let Some(m) = st.pop() else {
-            drop(st);
+        let Some(m) = st.pop_live(self, &mut 0) else {
+            self.unlock(st);
             self.stats.inc(Stat::GetEmpty);
             return None;
         };
@@ -239,9 +420,9 @@ impl Queue {
                 log.delivered(&[m.seq]);
             }
         }
-        let left = u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX);
+        let left = u32::try_from(st.len()).unwrap_or(u32::MAX);
         st.check_low(self, 1);
-        drop(st);
+        self.unlock(st);
         self.stats
             .inc(if no_ack { Stat::GetNoAck } else { Stat::Get });
         if m.redelivered {
@@ -269,6 +450,8 @@ impl Queue {
         st.add_consumer(ConsumerEntry::from(spec));
         st.had_consumer = true;
         st.dispatch(self);
+        self.unlock(st);
+        self.touch();
         Ok(())
     }
 
@@ -290,6 +473,7 @@ impl Queue {
             };
         }
         st.dispatch(self);
+        self.unlock(st);
     }
 
     /// Detach a consumer. Returns true when the queue is auto-delete and this was its last consumer.
@@ -301,7 +485,13 @@ impl Queue {
         let mut st = self.state.lock();
         let removed = st.remove_consumer(consumer_id).is_some();
         st.check_low(self, 0);
-        removed && self.options.auto_delete && st.consumers.is_empty()
+        let last = removed && st.consumers.is_empty();
+        drop(st);
+        if last {
+            // x-expires: the lease starts again when the last consumer goes.
+            self.touch();
+        }
+        last && self.options.auto_delete
     }
 
     /// The queue's delivery acknowledgement timeout (`x-consumer-timeout`, or the
@@ -368,6 +558,8 @@ impl Queue {
         if !same {
             *cur = p;
             self.policy_gen.fetch_add(1, Relaxed);
+            drop(cur);
+            self.refresh_features();
         }
         !same
     }
@@ -384,9 +576,10 @@ impl Queue {
             return;
         }
         let mut st = self.state.lock();
-        if !st.ready.is_empty() || !st.paged.is_empty() {
+        if !st.is_empty() {
             st.dispatch(self);
         }
+        self.unlock(st);
     }
 
     /// Settle `n` deliveries: acked (manual ack) or written to the socket (no-ack). Returns credit
@@ -419,9 +612,10 @@ impl Queue {
                 c.outstanding = c.outstanding.saturating_sub(n);
             }
         }
-        if !st.ready.is_empty() || !st.paged.is_empty() {
+        if !st.is_empty() {
             st.dispatch(self);
         }
+        self.unlock(st);
     }
 
     /// Put unacked messages back (nack/reject with requeue, channel or connection closed, consumer
@@ -434,12 +628,14 @@ impl Queue {
         self.requeue_counted(consumer_id, msgs, true);
     }
 
-    /// A delivery that never reached its consumer (consumer, channel or connection gone).
+    /// A delivery that never reached its consumer (consumer, channel or connection gone). It
+    /// does not count as a return towards a delivery limit.
     pub fn give_back(self: &Arc<Self>, d: Delivery) {
         self.requeue_counted(Some(d.consumer_id), [d.message], !d.no_ack);
     }
 
-    /// `unacked`: whether these messages were counted as unacked (no-ack deliveries are not).
+    /// `unacked`: whether these messages were counted as unacked (no-ack deliveries are not);
+    /// only those count as returns for a delivery limit.
     fn requeue_counted(
         self: &Arc<Self>,
         consumer_id: Option<u64>,
@@ -455,11 +651,17 @@ impl Queue {
             return;
         }
         let mut st = self.state.lock();
+        let features = st.features.clone().filter(|f| unacked && f.count_returns);
+        let returns = features.as_deref();
         let mut n = 0u32;
         for m in msgs {
             n += 1;
-            if !self.is_deleted() {
-                st.requeue(m);
+            if self.is_deleted() {
+                continue;
+            }
+            match returns {
+                Some(f) => st.returned(self, f, m),
+                None => st.requeue(m),
             }
         }
         if unacked {
@@ -471,6 +673,29 @@ impl Queue {
             }
         }
         st.dispatch(self);
+        self.unlock(st);
+    }
+
+    /// basic.reject / basic.nack without requeue on a queue with a dead-letter exchange: the
+    /// messages are settled like acks and go to the dead-letter exchange (reason `rejected`).
+    pub fn reject(self: &Arc<Self>, consumer_id: Option<u64>, msgs: Vec<QueuedMessage>) {
+        let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+        let mut st = self.state.lock();
+        if !self.is_deleted() {
+            for m in msgs {
+                st.discard(self, m, Reason::Rejected);
+            }
+        }
+        st.unacked = st.unacked.saturating_sub(u64::from(n));
+        if let Some(id) = consumer_id {
+            if let Some(c) = st.consumers.iter_mut().find(|c| c.id == id) {
+                c.outstanding = c.outstanding.saturating_sub(n);
+            }
+        }
+        if !st.is_empty() {
+            st.dispatch(self);
+        }
+        self.unlock(st);
     }
 
     pub fn purge(&self) -> u32 {
@@ -480,7 +705,7 @@ impl Queue {
             if st.unacked == 0 {
                 log.clear();
             } else {
-                for m in &st.ready {
+                for m in st.lanes.iter().flat_map(|l| l.ready.iter()) {
                     if let Some(l) = m.loc {
                         seqs.push(m.seq);
                         locs.push(l);
@@ -504,7 +729,7 @@ impl Queue {
             return s.message_count();
         }
         let st = self.state.lock();
-        u32::try_from(st.ready.len() + st.paged.len()).unwrap_or(u32::MAX)
+        u32::try_from(st.len()).unwrap_or(u32::MAX)
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -527,8 +752,7 @@ impl Queue {
         }
         let st = self.state.lock();
         let c = u32::try_from(st.consumers.len()).unwrap_or(u32::MAX);
-        let ready = (st.ready.len() + st.paged.len()) as u64;
-        (ready, st.unacked, st.ready_bytes + st.paged_bytes, c)
+        (st.len() as u64, st.unacked, st.bytes(), c)
     }
 
     /// Is a consumer with this tag attached from that channel? (basic.consume tag uniqueness is

@@ -148,18 +148,15 @@ pub async fn run(
         }
         for r in batch.records {
             c.credit.fetch_sub(1, Ordering::AcqRel);
-            let message = QueuedMessage {
-                seq: r.offset,
-                redelivered: false,
-                loc: None,
-                msg: Message {
-                    exchange: r.exchange,
-                    routing_key: r.routing_key,
-                    properties: r.properties,
-                    body: r.body,
-                    persistent: true,
-                },
+            let msg = Message {
+                exchange: r.exchange,
+                routing_key: r.routing_key,
+                properties: r.properties,
+                body: r.body,
+                persistent: true,
+                dead_lettered: false,
             };
+            let message = QueuedMessage::new(r.offset, None, msg, 0);
             let ev = ClientEvent::Deliver(Delivery {
                 channel: c.channel,
                 consumer_id: c.id,

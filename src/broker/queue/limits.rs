@@ -1,0 +1,61 @@
+//! Limits on a queue: length (`x-max-length`, `x-max-length-bytes`, counting ready messages and
+//! their body bytes, as RabbitMQ does) with `x-overflow`, and the delivery limit of quorum queues
+//! (`x-delivery-limit`, default 20): a message that comes back more often than that is
+//! dead-lettered (reason `delivery_limit`) or dropped, and every redelivery carries its count
+//! in the `x-delivery-count` header.
+
+use super::args::Features;
+use super::classic::ClassicState;
+use super::Queue;
+use crate::broker::deadletter::Reason;
+use crate::broker::message::{Message, QueuedMessage};
+use crate::protocol::props_edit;
+use amq_protocol::types::{AMQPValue, ShortString};
+
+impl ClassicState {
+    /// Would `msg` take the queue past a length limit? (reject-publish decides before the
+    /// message is enqueued, even when a consumer could take it at once, as RabbitMQ does.)
+    pub fn would_overflow(&self, f: &Features, msg: &Message) -> bool {
+        let len = self.len() as u64 + 1;
+        let bytes = self.bytes() + msg.size();
+        f.max_length.is_some_and(|max| len > max)
+            || f.max_length_bytes.is_some_and(|max| bytes > max)
+    }
+
+    /// drop-head: remove messages from the head until the queue is within its limits; each is
+    /// dead-lettered with reason `maxlen` (or dropped).
+    pub fn drop_over_limit(&mut self, queue: &Queue, f: &Features) {
+        let over = |st: &ClassicState| {
+            f.max_length.is_some_and(|max| st.len() as u64 > max)
+                || f.max_length_bytes.is_some_and(|max| st.bytes() > max)
+        };
+        while over(self) {
+            if !self.discard_next(queue, Reason::Maxlen) {
+                break;
+            }
+        }
+    }
+
+    /// An unsettled message comes back to a queue that counts returns: past the delivery limit it
+    /// leaves (reason `delivery_limit`); otherwise it is requeued carrying `x-delivery-count`.
+    pub fn returned(&mut self, queue: &Queue, f: &Features, mut m: QueuedMessage) {
+        m.returns = m.returns.saturating_add(1);
+        if f.delivery_limit
+            .is_some_and(|limit| u64::from(m.returns) > limit)
+        {
+            return self.discard(queue, m, Reason::DeliveryLimit);
+        }
+        let count = i64::from(m.returns);
+        let edited = props_edit::edit(&m.msg.properties, false, |h| {
+            h.insert(
+                ShortString::from("x-delivery-count"),
+                AMQPValue::LongLongInt(count),
+            );
+        });
+        match edited {
+            Ok(p) => m.msg.properties = p,
+            Err(e) => tracing::warn!(queue = %queue.name, "could not set x-delivery-count: {e}"),
+        }
+        self.requeue(m);
+    }
+}

@@ -1,0 +1,126 @@
+//! Queue arguments are checked at declare as RabbitMQ 4 checks them: a wrong type or a value out
+//! of range is a 406 with RabbitMQ's text (the Erlang error term included), an argument the queue
+//! type does not take is a 406, unknown arguments pass; arguments of a durable queue are kept
+//! with it, so after a restart an equal redeclare passes and a different one is a 406.
+mod common;
+use common::durability::{restart, start};
+use common::features::*;
+use common::*;
+
+use lapin::types::AMQPValue;
+
+#[tokio::test]
+async fn invalid_arguments_are_406_with_rabbitmq_texts() {
+    let b = Broker::start().await;
+    let c = b.connect().await;
+    let q = "for queue 'q' in vhost '/'";
+    let cases: Vec<(&str, AMQPValue, String)> = vec![
+        (
+            "x-message-ttl",
+            int(-1),
+            format!("invalid arg 'x-message-ttl' {q}: {{value_negative,-1}}"),
+        ),
+        (
+            "x-message-ttl",
+            s("1000"),
+            format!("invalid arg 'x-message-ttl' {q}: \"expected integer, got longstr\""),
+        ),
+        (
+            "x-message-ttl",
+            int(4_294_967_296),
+            format!("invalid arg 'x-message-ttl' {q}: {{value_too_large,4294967296}}"),
+        ),
+        (
+            "x-expires",
+            int(0),
+            format!("invalid arg 'x-expires' {q}: {{value_zero,0}}"),
+        ),
+        (
+            "x-max-length",
+            int(-5),
+            format!("invalid arg 'x-max-length' {q}: {{value_negative,-5}}"),
+        ),
+        (
+            "x-max-length-bytes",
+            AMQPValue::Boolean(true),
+            format!("invalid arg 'x-max-length-bytes' {q}: \"expected integer, got bool\""),
+        ),
+        (
+            "x-max-priority",
+            int(256),
+            format!("invalid arg 'x-max-priority' {q}: {{max_value_exceeded,256}}"),
+        ),
+        (
+            "x-overflow",
+            s("drop-tail"),
+            format!("invalid arg 'x-overflow' {q}: invalid_overflow"),
+        ),
+        (
+            "x-dead-letter-exchange",
+            int(1),
+            format!("invalid arg 'x-dead-letter-exchange' {q}: {{unacceptable_type,long}}"),
+        ),
+        (
+            "x-dead-letter-routing-key",
+            s("k"),
+            format!("invalid arg 'x-dead-letter-routing-key' {q}: routing_key_but_no_dlx_defined"),
+        ),
+        (
+            "x-delivery-limit",
+            int(3),
+            format!("invalid arg 'x-delivery-limit' {q} of queue type rabbit_classic_queue"),
+        ),
+    ];
+    for (key, value, text) in cases {
+        let ch = c.create_channel().await.expect("channel");
+        let r = declare_with(&ch, "q", Default::default(), args(&[(key, value)])).await;
+        expect_close(r, 406, &format!("PRECONDITION_FAILED - {text}"));
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn valid_and_unknown_arguments_are_accepted() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    let all = args(&[
+        ("x-message-ttl", AMQPValue::ShortShortUInt(0)),
+        ("x-expires", AMQPValue::LongInt(60_000)),
+        ("x-max-length", AMQPValue::ShortInt(10)),
+        ("x-max-length-bytes", AMQPValue::LongUInt(1 << 20)),
+        ("x-overflow", s("reject-publish-dlx")),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("dlq")),
+        ("x-max-priority", int(0)),
+        ("x-queue-mode", s("lazy")),
+        ("x-custom", s("anything")),
+    ]);
+    declare_args(&ch, "all", all.clone()).await;
+    declare_args(&ch, "all", all).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn arguments_of_a_durable_queue_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    let a = args(&[
+        ("x-max-length", int(3)),
+        ("x-message-ttl", int(60_000)),
+        ("x-dead-letter-exchange", s("")),
+    ]);
+    declare_with(&ch, "kept", durable(), a.clone())
+        .await
+        .expect("declare");
+    let b = restart(b).await;
+    let c = b.connect().await;
+    let ch = c.create_channel().await.expect("channel");
+    declare_with(&ch, "kept", durable(), a)
+        .await
+        .expect("equal redeclare");
+    let other = args(&[("x-max-length", int(4))]);
+    let r = declare_with(&ch, "kept", durable(), other).await;
+    assert_eq!(close_of(&r.expect_err("different arguments")).0, 406);
+    b.stop().await;
+}

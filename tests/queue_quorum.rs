@@ -1,0 +1,259 @@
+//! `x-queue-type=quorum` with RabbitMQ 4's rules: durable only (non-durable, exclusive and
+//! auto-delete declares are refused with its texts), no message priorities, the queue type fixed
+//! at declare; every message is kept on disk whatever its delivery mode; redeliveries carry
+//! `x-delivery-count`, and past the delivery limit (20 unless `x-delivery-limit` says otherwise,
+//! -1 for none) a message is dead-lettered with reason `delivery_limit`, or dropped.
+mod common;
+use common::durability::{restart, start};
+use common::features::*;
+use common::*;
+
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+
+fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut all = vec![("x-queue-type", s("quorum"))];
+    all.extend(extra.iter().cloned());
+    args(&all)
+}
+
+async fn declare_quorum(ch: &Channel, name: &str, extra: &[(&str, AMQPValue)]) {
+    declare_with(ch, name, durable(), quorum(extra))
+        .await
+        .unwrap_or_else(|e| panic!("declare {name}: {e}"));
+}
+
+/// basic.get with manual ack, then nack with requeue; the message's x-delivery-count (if any).
+/// None when the queue was empty.
+async fn get_and_return(ch: &Channel, queue: &str) -> Option<Option<i64>> {
+    let m = within(
+        5,
+        ch.basic_get(queue.into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("basic.get")?;
+    let dc = match header(&m.delivery.properties, "x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => Some(*n),
+        None => None,
+        Some(other) => panic!("x-delivery-count is {other:?}"),
+    };
+    let opts = BasicNackOptions {
+        multiple: false,
+        requeue: true,
+    };
+    within(5, ch.basic_nack(m.delivery.delivery_tag, opts))
+        .await
+        .expect("nack");
+    Some(dc)
+}
+
+#[tokio::test]
+async fn quorum_queues_are_durable_only() {
+    let b = Broker::start().await;
+    let c = b.connect().await;
+    let what = "for queue 'qq' in vhost '/'";
+    let cases = [
+        (QueueDeclareOptions::default(), "non-durable"),
+        (
+            QueueDeclareOptions {
+                durable: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            "exclusive-owner",
+        ),
+        (
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            "auto-delete",
+        ),
+    ];
+    for (opts, property) in cases {
+        let ch = c.create_channel().await.expect("channel");
+        expect_close(
+            declare_with(&ch, "qq", opts, quorum(&[])).await,
+            406,
+            &format!("PRECONDITION_FAILED - invalid property '{property}' {what}"),
+        );
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn message_priorities_are_refused() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    let r = declare_with(&ch, "qq", durable(), quorum(&[("x-max-priority", int(5))])).await;
+    expect_close(
+        r,
+        406,
+        "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'qq' in vhost '/' of queue type rabbit_quorum_queue",
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_queue_type_cannot_change_on_redeclare() {
+    let b = Broker::start().await;
+    let c = b.connect().await;
+    let ch = c.create_channel().await.expect("channel");
+    declare_quorum(&ch, "qq", &[]).await;
+    expect_close(
+        declare_with(&ch, "qq", durable(), args(&[("x-queue-type", s("classic"))])).await,
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'qq' in vhost '/': received 'classic' but current is 'quorum'",
+    );
+    let ch = c.create_channel().await.expect("channel");
+    let r = declare_with(&ch, "qq", durable(), args(&[])).await;
+    assert_eq!(close_of(&r.expect_err("no type means classic")).0, 406);
+    let ch = c.create_channel().await.expect("channel");
+    declare_quorum(&ch, "qq", &[]).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn redeliveries_carry_x_delivery_count() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "dc", &[]).await;
+    send(&ch, "", "dc", "m", BasicProperties::default()).await;
+    assert_eq!(
+        get_and_return(&ch, "dc").await,
+        Some(None),
+        "first delivery: no header"
+    );
+    assert_eq!(get_and_return(&ch, "dc").await, Some(Some(1)));
+    assert_eq!(get_and_return(&ch, "dc").await, Some(Some(2)));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn default_delivery_limit_is_twenty() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "poison", &[]).await;
+    send(&ch, "", "poison", "m", BasicProperties::default()).await;
+    let mut deliveries = 0;
+    while get_and_return(&ch, "poison").await.is_some() {
+        deliveries += 1;
+        assert!(deliveries <= 21, "looping past the limit");
+    }
+    assert_eq!(deliveries, 21, "the first delivery and 20 redeliveries");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_delivery_limit_the_message_is_dead_lettered() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_args(&ch, "parked", args(&[])).await;
+    let extra = [
+        ("x-delivery-limit", int(1)),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("parked")),
+    ];
+    declare_quorum(&ch, "work", &extra).await;
+    send(&ch, "", "work", "poison", BasicProperties::default()).await;
+    assert_eq!(get_and_return(&ch, "work").await, Some(None));
+    assert_eq!(get_and_return(&ch, "work").await, Some(Some(1)));
+    wait_count(&ch, "parked", 1, 5).await;
+    assert_eq!(count(&ch, "work").await, 0);
+    let m = get(&ch, "parked").await.expect("dead letter");
+    let d = deaths(&m.delivery.properties);
+    assert_eq!(
+        field_str(&d[0], "reason").as_deref(),
+        Some("delivery_limit")
+    );
+    assert_eq!(field_str(&d[0], "queue").as_deref(), Some("work"));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_limit_zero_dead_letters_on_the_first_return() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_args(&ch, "parked", args(&[])).await;
+    let extra = [
+        ("x-delivery-limit", int(0)),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("parked")),
+    ];
+    declare_quorum(&ch, "strict", &extra).await;
+    send(&ch, "", "strict", "m", BasicProperties::default()).await;
+    assert_eq!(get_and_return(&ch, "strict").await, Some(None));
+    wait_count(&ch, "parked", 1, 5).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_limit_minus_one_is_unlimited() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "forever", &[("x-delivery-limit", int(-1))]).await;
+    send(&ch, "", "forever", "m", BasicProperties::default()).await;
+    for i in 0..30 {
+        let dc = get_and_return(&ch, "forever").await.expect("still there");
+        assert_eq!(dc, (i > 0).then_some(i));
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn transient_messages_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "kept", &[]).await;
+    send(&ch, "", "kept", "transient", BasicProperties::default()).await;
+    assert_eq!(count(&ch, "kept").await, 1);
+    let b = restart(b).await;
+    let (_c, ch) = b.channel().await;
+    let m = get(&ch, "kept")
+        .await
+        .expect("a quorum queue keeps every message");
+    assert_eq!(text(&m), "transient");
+    assert_eq!(
+        m.delivery.properties.delivery_mode(),
+        &None,
+        "delivery mode unchanged"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn reject_publish_dlx_falls_back_to_drop_head() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    let extra = [
+        ("x-max-length", int(1)),
+        ("x-overflow", s("reject-publish-dlx")),
+    ];
+    declare_quorum(&ch, "fallback", &extra).await;
+    for m in ["old", "new"] {
+        send(&ch, "", "fallback", m, BasicProperties::default()).await;
+    }
+    assert_eq!(bodies(&ch, "fallback").await, ["new"]);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_http_api_reports_the_quorum_type() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "reported", &[]).await;
+    declare_args(&ch, "plain", args(&[])).await;
+    let http = b.http();
+    assert_eq!(
+        http.get("/api/queues/%2F/reported").await.json()["type"],
+        "quorum"
+    );
+    assert_eq!(
+        http.get("/api/queues/%2F/plain").await.json()["type"],
+        "classic"
+    );
+    b.stop().await;
+}
