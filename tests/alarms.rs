@@ -2,7 +2,7 @@
 //! blocked (connection.blocked, then not read), a consuming one goes on draining, the alarm
 //! health checks fail; raising the watermark clears the alarm and unblocks the publisher.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

@@ -2,7 +2,7 @@
 //! (arrays of long strings) add routing keys on the exchange the message was published to; each
 //! queue gets the message once; `BCC` is removed before delivery; a value that is not an array
 //! fails the publish with RabbitMQ's 406.
-mod common;
+use crate::common;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

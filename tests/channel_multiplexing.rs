@@ -1,7 +1,7 @@
 //! Channels multiplexed on one connection: concurrent multi-frame publishes on many channels and
 //! content frames interleaved across channels (raw frames, which lapin never sends) stay
 //! separate, delivery tags count per channel, and channel.flow(active) is acknowledged.
-mod common;
+use crate::common;
 use common::queues::*;
 use common::*;
 

@@ -1,8 +1,8 @@
 //! Publisher confirms as RabbitMQ documents them: every publish on a confirm channel is acked
 //! (possibly with `multiple`), a mandatory unroutable message is returned (312 NO_ROUTE) before
 //! its ack, a non-mandatory one is acked and dropped, and confirm/tx modes exclude each other.
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, confirm, AMQPClass};
 use common::*;

@@ -2,7 +2,7 @@
 //! describes them: the highest-priority consumer that can take a message gets it, consumers of
 //! equal priority share round robin, lower priorities get messages only while every higher one is
 //! blocked by its prefetch, and a priority that is not an integer is refused with 406.
-mod common;
+use crate::common;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

@@ -2,7 +2,7 @@
 //! that keeps a delivery unacked longer than the timeout is closed with 406 PRECONDITION_FAILED
 //! and RabbitMQ's text, and its unacked messages are requeued. The timeout comes from the
 //! consumer's `x-consumer-timeout`, else the queue's, else `[consumer] timeout_ms` (0 = off).
-mod common;
+use crate::common;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

@@ -3,7 +3,7 @@
 //! redelivered while acked ones do not, and a purge that got its purge-ok stays done (with
 //! nothing unacked and with a delivered-unacked message) while other load keeps the group
 //! commit busy.
-mod crash_support;
+use crate::crash_support;
 use crash_support::load::*;
 use crash_support::*;
 

@@ -1,6 +1,6 @@
 //! `warren ctl` against a live broker: the real binary, talking to the HTTP API.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

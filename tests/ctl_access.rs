@@ -1,7 +1,7 @@
 //! `warren ctl` for permissions and limits against a live broker: the real binary, talking to
 //! the HTTP API; what it sets is what the API (and AMQP) then sees.
 
-mod common;
+use crate::common;
 
 use common::*;
 use lapin::{Connection, ConnectionProperties};

@@ -3,7 +3,7 @@
 //! DOM it renders shows the queues with their message counts, the stream, the connection and
 //! the totals. Skips, saying so, only when no chromium is installed.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

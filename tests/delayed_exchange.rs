@@ -3,8 +3,8 @@
 //! held and then routed with the underlying type, one without (or with a delay <= 0) is routed at
 //! once, delivered messages carry the delay negated, and a durable delayed exchange's held
 //! persistent messages survive a restart and a kill -9.
-mod common;
-mod crash_support;
+use crate::common;
+use crate::crash_support;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

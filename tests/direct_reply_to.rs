@@ -4,7 +4,7 @@
 //! with that routing key goes straight to the client. Consuming with acks, a second reply
 //! consumer, or a request without a reply consumer are 406s; declaring the names probes whether
 //! the requester is still there.
-mod common;
+use crate::common;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

@@ -1,7 +1,7 @@
 //! Disk full: confirming publishers get basic.nack, consumers go on, nothing confirmed is lost,
 //! and publishing works again once space returns. Needs root to mount a small tmpfs; skipped
 //! (with a message) where mounting is not allowed.
-mod common;
+use crate::common;
 use common::*;
 use futures_lite::StreamExt;
 use lapin::options::*;

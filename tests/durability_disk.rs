@@ -2,7 +2,7 @@
 //! a deleted queue's log is removed and stays removed (also when acks for its messages arrive
 //! after the delete), acked messages give their disk space back, and a backlog paged out to the
 //! log (64 KiB queue memory limit) comes back in order and purges durably.
-mod common;
+use crate::common;
 use common::durability::*;
 use common::*;
 

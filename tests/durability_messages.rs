@@ -3,7 +3,7 @@
 //! delivered-but-unacked messages come back redelivered, acked, rejected and nacked ones not at
 //! all; confirms arrive for persistent messages routed to several queues; order and settlement
 //! hold over several restarts.
-mod common;
+use crate::common;
 use common::durability::*;
 use common::*;
 

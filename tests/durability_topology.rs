@@ -4,7 +4,7 @@
 //! not; an exclusive durable queue does not come back; unbind, exchange delete (with its
 //! bindings) and auto-delete exchanges are durable. Messages are tests/durability_messages.rs,
 //! purge, delete and disk space tests/durability_disk.rs, kill -9 tests/crash.rs.
-mod common;
+use crate::common;
 use common::durability::*;
 use common::*;
 

@@ -1,8 +1,8 @@
 //! Error replies through a real client (lapin): each error has RabbitMQ's reply code, scope and
 //! text, and after a channel error the connection and its other channels go on working.
 
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 
 use common::*;
 use futures_lite::{Stream, StreamExt};

@@ -1,5 +1,5 @@
 //! Runs the examples against a live broker, as a user would.
-mod common;
+use crate::common;
 use common::Broker;
 
 /// target/debug/examples/<name>: built by `cargo test --all-targets`; built here when the test

@@ -1,7 +1,7 @@
 //! Publisher flow control: a publisher that outruns the consumers of a queue is paused (its socket
 //! is not read) once the backlog passes the high-water mark, instead of the queue growing without
 //! bound; a backlog with stuck consumers never blocks publishers for good.
-mod common;
+use crate::common;
 use common::queues::counts;
 use common::raw::Client;
 use common::*;

@@ -2,8 +2,8 @@
 //! properties, PLAIN/AMQPLAIN, authentication failures, vhost access, tune negotiation,
 //! heartbeats, close in both directions and broker shutdown.
 
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, connection, queue, AMQPClass};

@@ -3,9 +3,9 @@
 //! memory: the first is held at the delivery window (`limits.default_consumer_prefetch`), the
 //! second is throttled and then disconnected after `limits.write_stall_timeout` with every message
 //! back in its queue, while other clients are served within normal latency.
-mod common;
-mod hostile_support;
-mod raw_amqp;
+use crate::common;
+use crate::hostile_support;
+use crate::raw_amqp;
 
 use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::FieldTable;

@@ -2,9 +2,9 @@
 //! more, open/close churn, frame headers declaring gigabytes, and a client that pipelines
 //! requests without reading the answers. Each is answered as RabbitMQ does, costs bounded
 //! memory, and other clients stay served within normal latency.
-mod common;
-mod hostile_support;
-mod raw_amqp;
+use crate::common;
+use crate::hostile_support;
+use crate::raw_amqp;
 
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use common::*;

@@ -2,9 +2,9 @@
 //! time), a flood of sockets left idle in the handshake, and connections past
 //! `limits.max_connections`. The broker drops them at the handshake deadline (or at once, past
 //! `limits.max_handshakes`) and keeps serving everyone else within normal latency.
-mod common;
-mod hostile_support;
-mod raw_amqp;
+use crate::common;
+use crate::hostile_support;
+use crate::raw_amqp;
 
 use amq_protocol::protocol::{connection, AMQPClass};
 use common::*;

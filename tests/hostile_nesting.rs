@@ -1,7 +1,7 @@
 //! Deeply nested field tables in method arguments and content properties must not crash the broker (stack overflow in a
 //! recursive parser): the client gets a connection error and everyone else carries on.
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -2,7 +2,7 @@
 //! (`limits.max_handshakes`) before the TLS handshake, and one `handshake_timeout` covers the TLS
 //! and the AMQP handshake together, so a client trickling its ClientHello is dropped at the
 //! deadline.
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Run-time administration through the HTTP API: vhosts, users and permissions are created,
 //! used over AMQP, persisted, and still there (or still gone) after a restart.
 
-mod common;
+use crate::common;
 
 use common::*;
 use lapin::{Connection, ConnectionProperties};

@@ -2,7 +2,7 @@
 //! (no tag: 401 "Not management user"; monitoring reads but does not change; management sees
 //! only its own vhosts and connections; administrator-only resources are 403 for others).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

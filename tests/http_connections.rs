@@ -1,8 +1,8 @@
 //! `/api/connections` and `/api/channels`: what the registry of live connections shows, and
 //! closing a connection through the API (320 CONNECTION_FORCED with the X-Reason text).
 
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 
 use common::http::eventually;
 use common::*;

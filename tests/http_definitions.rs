@@ -1,7 +1,7 @@
 //! `GET`/`POST /api/definitions`: a RabbitMQ export imports into warren (and works over AMQP),
 //! and warren's export has RabbitMQ's shape and imports into a fresh broker unchanged.
 
-mod common;
+use crate::common;
 
 use common::*;
 use lapin::{Connection, ConnectionProperties};

@@ -1,7 +1,7 @@
 //! `/api/exchanges` and `/api/bindings`: declare, publish through the API (`routed`), create
 //! and delete bindings by their `properties_key`, exchange message_stats.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

@@ -1,7 +1,7 @@
 //! Health checks and the small read-only endpoints: port and protocol listeners, virtual hosts,
 //! aliveness test, and the node-wide lists.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

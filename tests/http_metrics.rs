@@ -1,7 +1,7 @@
 //! Prometheus text at `/metrics` (RabbitMQ's `rabbitmq_…` names) and per-queue series at
 //! `/metrics/per-object`, with values that match the traffic.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! `/api/overview`, `/api/nodes`, `/api/whoami` against a live broker with real AMQP traffic:
 //! the counts in `message_stats` are what the test did, and rates appear once sampled.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

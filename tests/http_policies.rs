@@ -2,7 +2,7 @@
 //! to matching queues at once (seen in the queue's JSON), moves with definitions
 //! export/import, and needs the policymaker or administrator tag.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

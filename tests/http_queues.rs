@@ -1,7 +1,7 @@
 //! `/api/queues`: declare, show, list, delete, purge, get, and per-queue message_stats that
 //! match real AMQP traffic.
 
-mod common;
+use crate::common;
 
 use common::http::eventually;
 use common::*;

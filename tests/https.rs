@@ -1,6 +1,6 @@
 //! The HTTP API over TLS (`[http] tls = true`, or `[http] cert_file`/`key_file`): a certificate
 //! made with rcgen, a rustls client speaking HTTP/1.1 by hand (the test HTTP client has no TLS).
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::*;

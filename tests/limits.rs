@@ -2,8 +2,8 @@
 //! (`max-connections`, `max-channels`), set through the HTTP API: reaching one gets RabbitMQ's
 //! code and text, giving a resource back makes room again, and the limits survive a restart.
 
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 
 use common::*;
 use futures_lite::StreamExt;

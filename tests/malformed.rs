@@ -12,8 +12,8 @@
 //! - undecodable method arguments: RabbitMQ's generated decoder falls through to
 //!   `rabbit_misc:frame_error/2`, i.e. 501 FRAME_ERROR "cannot decode …" (not 502).
 
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 
 use amq_protocol::protocol::{basic, channel, queue, AMQPClass};
 use amq_protocol::types::FieldTable;

@@ -1,5 +1,5 @@
 //! Backlogs past the queue memory limit are kept on disk and come back in order.
-mod common;
+use crate::common;
 use common::*;
 use futures_lite::StreamExt;
 use lapin::options::*;

@@ -2,8 +2,8 @@
 //! through lapin as a non-administrator user whose permissions are set with the HTTP API; a
 //! refusal closes the channel with 403 and RabbitMQ's text; changes apply to open connections.
 
-mod common;
-mod raw_amqp;
+use crate::common;
+use crate::raw_amqp;
 
 use common::*;
 use futures_lite::StreamExt;

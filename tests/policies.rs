@@ -4,7 +4,7 @@
 //! policy; changes apply to existing queues at once; API-set policies survive a restart; invalid
 //! definitions are refused. Observed through `Queue::effective_arg` and through features that read
 //! it (consumer timeout, alternate exchange).
-mod common;
+use crate::common;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

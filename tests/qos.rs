@@ -1,5 +1,5 @@
 //! basic.qos: per-consumer prefetch for new consumers; `global` also applies to running ones.
-mod common;
+use crate::common;
 use common::*;
 use futures_lite::StreamExt;
 use lapin::options::*;

@@ -2,7 +2,7 @@
 //! basic.recover, requeued messages keeping their original order (around acked gaps, across
 //! queues), and unacked messages returning in order when their channel or connection closes or
 //! the connection drops without a close handshake.
-mod common;
+use crate::common;
 use common::queues::*;
 use common::*;
 

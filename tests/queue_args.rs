@@ -2,7 +2,7 @@
 //! of range is a 406 with RabbitMQ's text (the Erlang error term included), an argument the queue
 //! type does not take is a 406, unknown arguments pass; arguments of a durable queue are kept
 //! with it, so after a restart an equal redeclare passes and a different one is a 406.
-mod common;
+use crate::common;
 use common::durability::{restart, start};
 use common::features::*;
 use common::*;

@@ -2,7 +2,7 @@
 //! holding deliveries back per consumer, basic.get counts and get-empty, a no-ack consumer
 //! getting everything in order, exclusive consumers, and cancel leaving unacked deliveries
 //! ackable.
-mod common;
+use crate::common;
 use common::queues::*;
 use common::*;
 

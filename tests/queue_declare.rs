@@ -2,7 +2,7 @@
 //! reserved `amq.` prefix, declare-ok counts, passive declares and equivalent or conflicting
 //! redeclares, exclusive queues (locked to their connection, gone when it ends, even abruptly)
 //! and auto-delete queues (gone after their last consumer).
-mod common;
+use crate::common;
 use common::queues::*;
 use common::*;
 

@@ -5,7 +5,7 @@
 //! `x-last-death-*` headers; `expiration` becomes `original-expiration`; a publisher's death
 //! headers are not interpreted; cycles without a rejection are dropped; a missing exchange drops
 //! the message; dead-lettered messages keep their persistence.
-mod common;
+use crate::common;
 use common::durability::{restart, start};
 use common::features::*;
 use common::*;

@@ -4,7 +4,7 @@
 //! basic.nack, others lose it silently; other queues the message reaches still take it) and
 //! reject-publish-dlx (refused and dead-lettered); unacked messages do not count; limits hold
 //! across a restart of a durable queue.
-mod common;
+use crate::common;
 use common::durability::{restart, start};
 use common::features::*;
 use common::*;

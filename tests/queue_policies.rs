@@ -2,7 +2,7 @@
 //! RabbitMQ merges them: the lower `message-ttl`, `expires`, `max-length` and `max-length-bytes`
 //! apply; the queue's own dead-letter settings win; a policy set or deleted later changes the
 //! queue at once (new messages see it); a quorum queue takes its delivery limit from a policy.
-mod common;
+use crate::common;
 use common::features::*;
 use common::queues::wait_gone;
 use common::*;

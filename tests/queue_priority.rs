@@ -3,7 +3,7 @@
 //! requeued messages go back to their place; the order holds for consumers with a prefetch,
 //! for backlogs paged out to disk, and across a restart of a durable queue (also when the
 //! recovered backlog stays paged out).
-mod common;
+use crate::common;
 use common::durability::small;
 use common::features::*;
 use common::queues::{consume, next};

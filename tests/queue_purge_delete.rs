@@ -1,7 +1,7 @@
 //! queue.purge and queue.delete: the ready counts they return, purge leaving unacked messages
 //! alone, if-empty and if-unused refusing with 406, and a deleted queue cancelling its consumers
 //! while acks for its deliveries stay harmless.
-mod common;
+use crate::common;
 use common::queues::*;
 use common::*;
 

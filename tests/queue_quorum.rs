@@ -3,7 +3,7 @@
 //! at declare; every message is kept on disk whatever its delivery mode; redeliveries carry
 //! `x-delivery-count`, and past the delivery limit (20 unless `x-delivery-limit` says otherwise,
 //! -1 for none) a message is dead-lettered with reason `delivery_limit`, or dropped.
-mod common;
+use crate::common;
 use common::durability::{restart, start};
 use common::features::*;
 use common::*;

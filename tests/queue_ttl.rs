@@ -4,7 +4,7 @@
 //! in the middle they leave when they reach the head; the lower of the two TTLs applies; TTL 0
 //! means "now or never"; an invalid `expiration` closes the channel; expiry times and queue
 //! leases survive a restart; an unused queue with `x-expires` is deleted.
-mod common;
+use crate::common;
 use common::durability::{restart, start};
 use common::features::*;
 use common::queues::{consume, next, stays_quiet, wait_gone};

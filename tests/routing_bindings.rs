@@ -2,7 +2,7 @@
 //! copy per queue; queue and exchange unbind stop routing; exchange delete (if-unused, and taking
 //! its bindings along); auto-delete exchanges going with their last binding; bindings that
 //! differ only in their arguments are distinct.
-mod common;
+use crate::common;
 use common::routing::*;
 use common::*;
 

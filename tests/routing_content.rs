@@ -1,7 +1,7 @@
 //! Message content through routing: every basic property delivered intact (basic.get and
 //! basic.deliver), user-id checked against the authenticated user, and multi-frame and empty
 //! bodies delivered intact.
-mod common;
+use crate::common;
 use common::routing::*;
 use common::*;
 

@@ -2,7 +2,7 @@
 //! lapin: direct (exact key), fanout (a copy per queue), topic (`*`, `#`, tutorial five) and
 //! headers (x-match all and any, `x-` headers, value comparison and void, the predeclared
 //! amq.match and amq.headers, a missing or invalid x-match).
-mod common;
+use crate::common;
 use common::routing::*;
 use common::*;
 

@@ -2,7 +2,7 @@
 //! or deleted), the predeclared `amq.*` exchanges, alternate exchanges taking unroutable
 //! messages (mandatory ones are then not returned), and internal exchanges (no publishing, but
 //! reachable through an exchange-to-exchange binding).
-mod common;
+use crate::common;
 use common::routing::*;
 use common::*;
 

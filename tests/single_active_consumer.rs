@@ -3,7 +3,7 @@
 //! prefetch blocks it; when it cancels or its channel or connection goes, the next registered
 //! consumer takes over, getting the gone consumer's unacked messages (requeued) first; an
 //! exclusive consume on such a queue is refused with 403, and the argument must be a boolean.
-mod common;
+use crate::common;
 use common::consumers::*;
 use common::queues::*;
 use common::*;

@@ -2,8 +2,8 @@
 //! gets them at once (tailing, no polling); readers at different speeds do not hold each other
 //! back; a reader that stops acking stops at its prefetch; acks never delete, and nack/reject
 //! return credit without redelivering; basic.cancel stops a reader.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use futures_lite::StreamExt;

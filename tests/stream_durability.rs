@@ -2,9 +2,9 @@
 //! headers and offsets, and appends continue at the old next offset; after kill -9 of the real
 //! broker binary (tests/crash_support/) every confirmed message is there, in order, at its
 //! offset, a torn tail is cut off, and offsets continue; a deleted stream stays deleted.
-mod common;
-mod crash_support;
-mod stream_support;
+use crate::common;
+use crate::crash_support;
+use crate::stream_support;
 
 use common::*;
 use crash_support::{assert_no_errors_logged, BrokerProc};

@@ -3,8 +3,8 @@
 //! `x-stream-offset`, `x-stream-filter`, `x-max-age`, `x-max-length-bytes` or segment size (406);
 //! basic.get and queue.purge (540, a hard error: the connection closes). After a channel error
 //! the stream still works.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use lapin::options::*;

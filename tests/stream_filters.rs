@@ -3,8 +3,8 @@
 //! values (server-side and exact, unlike RabbitMQ's probabilistic filter), plus those without a
 //! value if it sets `x-stream-match-unfiltered`. Delivered offsets are the messages' own, so a
 //! filtered reader sees gaps.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use lapin::types::AMQPValue;

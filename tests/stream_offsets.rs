@@ -7,8 +7,8 @@
 //! whose first message is at or after it. A confirm means the stream synced, and a sync closes
 //! the open chunk, so batches published with confirms and separated by a time gap are separate
 //! chunks and the tests can be exact.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use lapin::types::{AMQPValue, FieldTable};

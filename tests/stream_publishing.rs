@@ -1,8 +1,8 @@
 //! Publishing into streams: publisher confirms (sent once the stream synced), and routing into a
 //! stream like into any queue, through fanout and topic exchanges, next to classic queues that
 //! get the same messages without the stream's `x-stream-offset` header.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use lapin::options::*;

@@ -6,8 +6,8 @@
 //!
 //! Sizes: a message here is a chunk of its own (published with a confirm each), ~1.1 KB for a
 //! 1000-byte body, so a 4096-byte segment holds 4 of them; a 5000-byte body fills a segment.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use lapin::types::AMQPValue;

@@ -2,8 +2,8 @@
 //! consumer tag; a string: that name) resumes after the last offset it acked, across reconnects
 //! and broker restarts, unless it passes an explicit `x-stream-offset`. Delivered but unacked
 //! messages come again; names are independent.
-mod common;
-mod stream_support;
+use crate::common;
+use crate::stream_support;
 
 use common::*;
 use lapin::options::BasicAckOptions;

@@ -1,6 +1,6 @@
 //! A tracked stream consumer that acks out of order resumes at its oldest unacked message, never
 //! past it.
-mod common;
+use crate::common;
 use common::*;
 use futures_lite::StreamExt;
 use lapin::options::*;

@@ -1,7 +1,7 @@
 //! AMQP over TLS (`[tls]`): certificates generated with rcgen, a rustls client speaking AMQP
 //! frames by hand; PLAIN over TLS, EXTERNAL with a client certificate, client-certificate
 //! enforcement, and bad key material refused at start.
-mod common;
+use crate::common;
 use amq_protocol::protocol::{basic, channel, connection, queue, AMQPClass};
 use amq_protocol::types::{FieldTable, LongString};
 use bytes::BytesMut;

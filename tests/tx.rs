@@ -3,8 +3,8 @@
 //! together; rollback drops the publishes and leaves rolled-back deliveries unacked (ackable
 //! again); commit and rollback without select, and mixing with confirms, are RabbitMQ's 406s; a
 //! committed persistent message in a durable queue survives kill -9 right after commit-ok.
-mod common;
-mod crash_support;
+use crate::common;
+use crate::crash_support;
 use common::consumers::close_text;
 use common::queues::*;
 use common::*;

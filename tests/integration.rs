@@ -1,0 +1,83 @@
+//! The integration tests, linked into one binary: each module is one area of behaviour, run
+//! against the real broker on 127.0.0.1:0 (tests/common). One binary instead of one per file keeps
+//! a clean build's disk use and link time small (70 test binaries of ~60 MB each filled CI's disk).
+//! `tests/crash.rs` and `tests/soak.rs` stay separate binaries: they drive the broker's own
+//! executable for minutes when asked to (CRASH_ROUNDS, SOAK_SECS).
+
+mod common;
+mod crash_support;
+mod hostile_support;
+mod raw_amqp;
+mod stream_support;
+
+mod alarms;
+mod cc_bcc;
+mod channel_multiplexing;
+mod confirms;
+mod consumer_priority;
+mod consumer_timeout;
+mod crash_regressions;
+mod ctl;
+mod ctl_access;
+mod dashboard;
+mod delayed_exchange;
+mod direct_reply_to;
+mod disk_full;
+mod durability_disk;
+mod durability_messages;
+mod durability_topology;
+mod errors;
+mod examples;
+mod flow_control;
+mod handshake;
+mod hostile_consumers;
+mod hostile_frames;
+mod hostile_handshake;
+mod hostile_nesting;
+mod hostile_tls;
+mod http_admin;
+mod http_auth;
+mod http_connections;
+mod http_definitions;
+mod http_exchanges;
+mod http_health;
+mod http_metrics;
+mod http_overview;
+mod http_policies;
+mod http_queues;
+mod https;
+mod limits;
+mod malformed;
+mod paging;
+mod permissions;
+mod policies;
+mod qos;
+mod queue_acks;
+mod queue_args;
+mod queue_consumers;
+mod queue_declare;
+mod queue_dlx;
+mod queue_limits;
+mod queue_policies;
+mod queue_priority;
+mod queue_purge_delete;
+mod queue_quorum;
+mod queue_ttl;
+mod routing_bindings;
+mod routing_content;
+mod routing_exchange_types;
+mod routing_special_exchanges;
+mod single_active_consumer;
+mod smoke;
+mod stream_consumers;
+mod stream_durability;
+mod stream_errors;
+mod stream_filters;
+mod stream_offsets;
+mod stream_publishing;
+mod stream_retention;
+mod stream_smoke;
+mod stream_tracking;
+mod stream_tracking_order;
+mod tls;
+mod tx;
