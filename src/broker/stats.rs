@@ -175,6 +175,19 @@ impl Rates {
 
     pub fn sample_at(&self, at: Instant, values: Vec<u64>) {
         let mut r = self.ring.lock();
+        if r.iter().all(|(_, v)| *v == values) {
+            // Nothing moved over the whole ring (an idle connection, channel or queue): one
+            // sample says the same (every rate is 0), and thousands of idle objects keep one
+            // small allocation each instead of a ring of them.
+            if r.len() > 1 {
+                *r = VecDeque::with_capacity(1);
+            }
+            match r.front_mut() {
+                Some(front) => front.0 = at,
+                None => r.push_back((at, values)),
+            }
+            return;
+        }
         if r.len() == RING {
             r.pop_front();
         }
@@ -248,6 +261,13 @@ mod tests {
             r.sample_at(t + Duration::from_secs(i), vec![10, 4]);
         }
         assert_eq!(r.rates(2), vec![0.0, 0.0], "old samples fall out");
+        assert_eq!(r.ring.lock().len(), 1, "an idle ring keeps one sample");
+        r.sample_at(t + Duration::from_secs(22), vec![16, 4]);
+        assert_eq!(
+            r.rates(2),
+            vec![2.0, 0.0],
+            "a rate over the interval since the last sample"
+        );
     }
 
     #[test]

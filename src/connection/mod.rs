@@ -43,20 +43,42 @@ pub struct Io {
     rd: Reader,
     wr: Option<Writer>,
     rbuf: BytesMut,
-    /// How much the read buffer grows by: small during the handshake, so that a thousand
-    /// sockets idling in it cost little, 64 KiB after.
+    /// How much the read buffer grows by. It starts small, so that the many sockets that sit
+    /// idle (in the handshake or after it) cost little, doubles, up to `max_chunk`, each time a
+    /// read fills all the room it had (a busy socket reaches 64 KiB reads in a few reads), and
+    /// halves, down to [`MIN_CHUNK`], after reads that used little of it.
     chunk: usize,
+    max_chunk: usize,
 }
 
-/// Read-buffer growth step during the handshake.
+/// Read-buffer growth step to begin with, and the most it grows to during the handshake.
 const HANDSHAKE_CHUNK: usize = 4 * 1024;
+
+/// The most the read buffer grows by once the connection is open.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// The least it shrinks to.
+const MIN_CHUNK: usize = 1024;
 
 impl Io {
     async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * self.chunk {
+            // Quiet again: let go of a buffer sized for a burst (frames still in use keep
+            // their part of it alive) rather than hold it while the socket idles.
+            self.rbuf = BytesMut::new();
+        }
         if self.rbuf.capacity() - self.rbuf.len() < self.chunk / 4 {
             self.rbuf.reserve(self.chunk);
         }
-        self.rd.read_buf(&mut self.rbuf).await
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let n = self.rd.read_buf(&mut self.rbuf).await?;
+        if n == room && self.chunk < self.max_chunk {
+            // The socket had more than there was room for: read in bigger steps.
+            self.chunk *= 2;
+        } else if n < self.chunk / 8 && self.chunk > MIN_CHUNK {
+            self.chunk /= 2;
+        }
+        Ok(n)
     }
 
     async fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
@@ -227,6 +249,7 @@ pub async fn serve_admitted<S>(
         wr: Some(Box::new(wr)),
         rbuf: BytesMut::with_capacity(HANDSHAKE_CHUNK),
         chunk: HANDSHAKE_CHUNK,
+        max_chunk: HANDSHAKE_CHUNK,
     };
     // One deadline for the whole handshake, however the peer paces its bytes (slowloris).
     let result = tokio::time::timeout_at(
@@ -253,7 +276,7 @@ pub async fn serve_admitted<S>(
     };
     // Held until the connection ends: counts it against limits.max_connections.
     let _open = neg.open_slot;
-    io.chunk = 64 * 1024;
+    io.max_chunk = MAX_CHUNK;
     let Some(wr) = io.wr.take() else { return };
     let out = Arc::new(OutBuf::default());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -265,9 +288,9 @@ pub async fn serve_admitted<S>(
             local,
             user: neg.user.name.clone(),
             vhost: neg.vhost.name.clone(),
-            auth_mechanism: neg.mechanism.clone(),
-            client_properties: neg.client_properties.clone(),
-            user_provided_name: neg.client_name.clone(),
+            auth_mechanism: neg.mechanism,
+            client_properties: neg.client_properties,
+            user_provided_name: neg.client_name,
             frame_max: neg.frame_max,
             channel_max: neg.channel_max,
             heartbeat: neg.heartbeat,
@@ -293,7 +316,9 @@ pub async fn serve_admitted<S>(
         channel_max: neg.channel_max,
         caps: neg.caps,
         channels: Vec::new(),
-        wbuf: BytesMut::with_capacity(64 * 1024),
+        // Grown on demand (and then kept, swapped with the writer's): an idle connection
+        // holds no output buffer worth counting.
+        wbuf: BytesMut::new(),
         out: out.clone(),
         events_tx,
         confirm_dirty: Vec::new(),
@@ -312,7 +337,7 @@ pub async fn serve_admitted<S>(
         blocked: false,
         sent_blocked: false,
     };
-    tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %neg.client_name, "connection opened");
+    tracing::info!(%peer, user = %conn.user.name, vhost = %conn.vhost.name, client = %conn.info.meta.user_provided_name, "connection opened");
     let reason = conn
         .run(&mut io, &mut events_rx, neg.heartbeat, &mut shutdown)
         .await;

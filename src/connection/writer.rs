@@ -120,7 +120,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     info: Arc<crate::broker::registry::ConnectionInfo>,
     stall: Option<Duration>,
 ) {
-    let mut spare = BytesMut::with_capacity(64 * 1024);
+    let mut spare = BytesMut::new();
     loop {
         {
             let mut b = out.buf.lock();
