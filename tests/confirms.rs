@@ -416,3 +416,64 @@ async fn return_precedes_ack_on_the_wire() {
     drop(raw);
     b.stop().await;
 }
+
+/// Publish `n` persistent messages to `queue` without waiting in between, then wait for every
+/// confirm: the broker reads them in batches, each batch's publishes into one log waiting on one
+/// sync between them.
+async fn pipelined_persistent_all_acked(ch: &Channel, queue: &str, n: u32) {
+    let mut pending = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let pc = within(
+            5,
+            ch.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            ),
+        )
+        .await
+        .expect("publish");
+        pending.push(pc);
+    }
+    within(30, async {
+        for pc in pending {
+            let c = pc.await.expect("confirmation");
+            assert!(matches!(c, Confirmation::Ack(None)), "got {c:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pipelined_persistent_publishes_to_a_durable_queue_and_a_stream_are_all_acked() {
+    let b = Broker::start().await;
+    let (_c, ch) = confirm_channel(&b).await;
+    ch.queue_declare(
+        "durable-bulk".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare durable");
+    let mut stream_args = FieldTable::default();
+    stream_args.insert("x-queue-type".into(), raw_amqp::long("stream"));
+    ch.queue_declare(
+        "stream-bulk".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        stream_args,
+    )
+    .await
+    .expect("declare stream");
+    pipelined_persistent_all_acked(&ch, "durable-bulk", 5000).await;
+    pipelined_persistent_all_acked(&ch, "stream-bulk", 5000).await;
+    assert_eq!(ready(&ch, "durable-bulk").await, 5000);
+    b.stop().await;
+}

@@ -169,6 +169,9 @@ pub struct Conn {
     next_timeout_check: u64,
     /// A queue this connection published into is congested: stop reading until it drains.
     flow_wait: Option<Arc<Queue>>,
+    /// A log sync with its confirm waiter, held to the end of the batch so that a run of
+    /// publishes asks once (see `defer_sync`).
+    pending_sync: Option<(Arc<Queue>, crate::broker::persist::ConfirmWaiter)>,
     /// This connection in the broker's registry (counters, channels, consumers).
     pub(crate) info: Arc<ConnectionInfo>,
     /// A publish arrived while a resource alarm was on: block at the end of this batch.
@@ -332,6 +335,7 @@ pub async fn serve_admitted<S>(
         now_ms: 0,
         next_timeout_check: timeout::NEVER,
         flow_wait: None,
+        pending_sync: None,
         info,
         block_pending: false,
         blocked: false,
@@ -550,6 +554,7 @@ impl Conn {
 
     /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.
     fn end_batch(&mut self) {
+        self.flush_sync();
         // After connection.close only close-ok may follow.
         if !self.closing {
             self.flush_confirms();

@@ -27,6 +27,18 @@ fn headers_pos(props: &[u8], flags: u16) -> Result<usize, CodecError> {
 /// encoded field value: type octet then payload. A key already in the table is shadowed: tables
 /// are read in order and the last entry wins.
 pub fn insert_header(props: &[u8], key: &str, value: &[u8]) -> Result<Bytes, CodecError> {
+    let mut out = BytesMut::with_capacity(props.len() + 1 + key.len() + value.len() + 4);
+    insert_header_into(props, key, value, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// [`insert_header`], appending the new property list to `out` (a buffer the caller reuses).
+pub fn insert_header_into<B: BufMut>(
+    props: &[u8],
+    key: &str,
+    value: &[u8],
+    out: &mut B,
+) -> Result<(), CodecError> {
     if key.len() > 255 {
         return Err(CodecError::Invalid("header name"));
     }
@@ -38,8 +50,7 @@ pub fn insert_header(props: &[u8], key: &str, value: &[u8]) -> Result<Bytes, Cod
     ]);
     let pos = headers_pos(props, flags)?;
     let entry_len = 1 + key.len() + value.len();
-    let mut out = BytesMut::with_capacity(props.len() + entry_len + 4);
-    let put_entry = |out: &mut BytesMut| {
+    let put_entry = |out: &mut B| {
         out.put_u8(key.len() as u8);
         out.put_slice(key.as_bytes());
         out.put_slice(value);
@@ -59,16 +70,16 @@ pub fn insert_header(props: &[u8], key: &str, value: &[u8]) -> Result<Bytes, Cod
         out.put_slice(&props[..pos]);
         out.put_u32(new_len);
         out.put_slice(table);
-        put_entry(&mut out);
+        put_entry(out);
         out.put_slice(&props[end..]);
     } else {
         out.put_u16(flags | FLAG_HEADERS);
         out.put_slice(&props[2..pos]);
         out.put_u32(entry_len as u32);
-        put_entry(&mut out);
+        put_entry(out);
         out.put_slice(&props[pos..]);
     }
-    Ok(out.freeze())
+    Ok(())
 }
 
 /// Encoded field value of a signed 64-bit integer (`l`).

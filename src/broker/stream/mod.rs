@@ -12,18 +12,19 @@ use crate::broker::persist::{ConfirmWaiter, SyncGuard, SyncTicket};
 use crate::broker::queue::consumer::ClientEvent;
 use crate::broker::queue::Queue;
 use crate::error::{AmqpError, AmqpResult};
-use crate::protocol::header_insert::{insert_header, long_value};
+use crate::protocol::header_insert::{insert_header_into, long_value};
 use crate::protocol::properties;
 use crate::store::commit::{GroupCommit, Syncable};
 use crate::store::stream::{StreamConfig, StreamLog};
 use amq_protocol::types::{AMQPValue, FieldTable};
 use consumer::StreamConsumer;
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::UnboundedSender;
@@ -39,6 +40,22 @@ fn now_ms() -> i64 {
 /// Removed tracked consumers whose late acks still count (see `StreamQueue::retired`).
 const RETIRED: usize = 1024;
 
+/// A running reader task, counted in [`StreamQueue::readers`] for as long as it lives (however
+/// it ends). A stale count only costs a wake-up nobody waits for.
+struct Reader(Arc<StreamQueue>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    /// The property list of the message being appended, with its `x-stream-offset` added:
+    /// reused, so that an append allocates nothing.
+    static PROPS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// What a new stream consumer asked for.
 pub struct StreamConsumerSpec {
     pub id: u64,
@@ -52,8 +69,11 @@ pub struct StreamConsumerSpec {
 /// One stream queue's log, consumers and offset tracking.
 pub struct StreamQueue {
     log: Mutex<StreamLog>,
-    /// Woken on every append, so tailing readers never poll.
+    /// Woken on every append while any reader runs, so tailing readers never poll.
     appended: Notify,
+    /// Reader tasks running. Changed and read under the log's lock, so that an append either
+    /// comes before a new reader's first read or sees it and wakes it.
+    readers: AtomicUsize,
     consumers: Mutex<HashMap<u64, Arc<StreamConsumer>>>,
     /// Tracking names of the last [`RETIRED`] tracked consumers removed: acks for their
     /// deliveries may still come (cancel, finish the work in hand, ack, close) and still count.
@@ -112,6 +132,7 @@ impl StreamQueue {
         let s = Arc::new(StreamQueue {
             log: Mutex::new(log),
             appended: Notify::new(),
+            readers: AtomicUsize::new(0),
             consumers: Mutex::new(HashMap::new()),
             retired: Mutex::new(VecDeque::new()),
             tracking: Tracking::load(dir),
@@ -164,26 +185,37 @@ impl StreamQueue {
         let filter = filter_value(&msg.properties);
         let mut log = self.log.lock();
         let offset = i64::try_from(log.next_offset()).unwrap_or(i64::MAX);
-        let props = insert_header(&msg.properties, "x-stream-offset", &long_value(offset))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let before = log.segment_count();
-        log.append(
-            now_ms(),
-            filter.as_deref(),
-            &msg.exchange,
-            &msg.routing_key,
-            &props,
-            &msg.body,
-        )?;
+        PROPS.with_borrow_mut(|props| {
+            props.clear();
+            insert_header_into(
+                &msg.properties,
+                "x-stream-offset",
+                &long_value(offset),
+                props,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            log.append(
+                now_ms(),
+                filter.as_deref(),
+                &msg.exchange,
+                &msg.routing_key,
+                props,
+                &msg.body,
+            )
+        })?;
         let ticket = self.guard.appended();
         if log.segment_count() != before {
             log.enforce_retention(now_ms())?;
         }
+        let wake = self.readers.load(Ordering::Relaxed) > 0;
         drop(log);
         if !self.dirty.swap(true, Ordering::Relaxed) {
             self.commit.sync(self.clone(), None);
         }
-        self.appended.notify_waiters();
+        if wake {
+            self.appended.notify_waiters();
+        }
         Ok(ticket)
     }
 
@@ -218,7 +250,15 @@ impl StreamQueue {
             tracking,
         ));
         self.consumers.lock().insert(spec.id, c.clone());
-        tokio::spawn(consumer::run(self.clone(), queue, c, next));
+        {
+            let _log = self.log.lock();
+            self.readers.fetch_add(1, Ordering::Relaxed);
+        }
+        let reader = Reader(self.clone());
+        tokio::spawn(async move {
+            let _counted = reader;
+            consumer::run(_counted.0.clone(), queue, c, next).await;
+        });
         Ok(())
     }
 
