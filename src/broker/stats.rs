@@ -157,7 +157,8 @@ pub fn deliver_get(c: &Counts) -> u64 {
         + c[Stat::GetNoAck as usize]
 }
 
-/// Samples kept: rates are taken over the last `RING - 1` sampling intervals.
+/// Samples kept: rates are taken over the last `RING - 1` sampling intervals (fewer right after
+/// an idle stretch, whose samples are collapsed into one: see [`Rates::sample_at`]).
 const RING: usize = 6;
 
 /// Recent samples of some values (counters or gauges), from which rates per second are derived.

@@ -457,6 +457,8 @@ impl Conn {
                 }
                 _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
                     self.flow_wait = None;
+                    // Not read while throttled: that silence was ours, not the client's.
+                    last_read = Instant::now();
                 }
                 _ = tick.tick() => {
                     if let Some(d) = close_deadline {
@@ -465,7 +467,9 @@ impl Conn {
                         }
                     }
                     if let Some(hb) = hb {
-                        if !self.blocked && last_read.elapsed() > hb * 2 {
+                        // Unread while blocked or throttled: the client's heartbeats wait in the
+                        // socket, so only its silence while we read counts.
+                        if !self.blocked && self.flow_wait.is_none() && last_read.elapsed() > hb * 2 {
                             return "missed heartbeats from client".into();
                         }
                         let w = self.out.written.load(std::sync::atomic::Ordering::Relaxed);
@@ -555,8 +559,8 @@ impl Conn {
     /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.
     fn end_batch(&mut self) {
         self.flush_sync();
-        // After connection.close only close-ok may follow.
-        if !self.closing {
+        // After connection.close (sent or answered) only close-ok may follow.
+        if !self.closing && !self.done {
             self.flush_confirms();
         }
         self.settles.apply();

@@ -23,6 +23,10 @@ pub const HIGH_WATER: usize = 1 << 20;
 /// without reading the answers would otherwise grow the output without bound.
 pub const READ_PAUSE: usize = 4 << 20;
 
+/// An output buffer bigger than this is dropped once written instead of kept for reuse: above
+/// what a normal batch needs (they stop near [`HIGH_WATER`]).
+const KEEP_CAPACITY: usize = 2 * HIGH_WATER;
+
 /// Bytes waiting for the writer, shared between the connection task and the writer task.
 #[derive(Debug, Default)]
 pub struct OutBuf {
@@ -143,7 +147,13 @@ pub async fn run<W: AsyncWrite + Unpin>(
             // A stalled peer would block a flush or shutdown just the same.
             return;
         }
-        spare.clear();
+        if spare.capacity() > KEEP_CAPACITY {
+            // Grown for a burst or a huge message: let it go rather than hold it for good
+            // (the buffers circulate, so every oversized one passes through here).
+            spare = BytesMut::new();
+        } else {
+            spare.clear();
+        }
         out.queued.fetch_sub(n, Ordering::Relaxed);
         out.written.fetch_add(n as u64, Ordering::Relaxed);
         info.send_oct.fetch_add(n as u64, Ordering::Relaxed);

@@ -71,8 +71,9 @@ pub struct StreamQueue {
     log: Mutex<StreamLog>,
     /// Woken on every append while any reader runs, so tailing readers never poll.
     appended: Notify,
-    /// Reader tasks running. Changed and read under the log's lock, so that an append either
-    /// comes before a new reader's first read or sees it and wakes it.
+    /// Reader tasks running. Raised under the log's lock before a reader's first read, so that
+    /// an append either comes before that read or sees the reader and wakes it (lowered
+    /// without the lock: a stale count only costs a wake-up).
     readers: AtomicUsize,
     consumers: Mutex<HashMap<u64, Arc<StreamConsumer>>>,
     /// Tracking names of the last [`RETIRED`] tracked consumers removed: acks for their
@@ -206,7 +207,11 @@ impl StreamQueue {
         })?;
         let ticket = self.guard.appended();
         if log.segment_count() != before {
-            log.enforce_retention(now_ms())?;
+            // The message is stored whatever happens here: a failure must not fail its publish
+            // (a retry would duplicate it); the retention timer tries again.
+            if let Err(e) = log.enforce_retention(now_ms()) {
+                tracing::warn!("stream retention failed: {e}");
+            }
         }
         let wake = self.readers.load(Ordering::Relaxed) > 0;
         drop(log);
