@@ -23,9 +23,11 @@ pub const HIGH_WATER: usize = 1 << 20;
 /// without reading the answers would otherwise grow the output without bound.
 pub const READ_PAUSE: usize = 4 << 20;
 
-/// An output buffer bigger than this is dropped once written instead of kept for reuse: above
-/// what a normal batch needs (they stop near [`HIGH_WATER`]).
-const KEEP_CAPACITY: usize = 2 * HIGH_WATER;
+/// An output buffer bigger than this is dropped once written instead of kept for reuse. Under
+/// load the queued output legitimately reaches [`READ_PAUSE`] (a fast consumer's batches pile up
+/// while a write is in flight), and reallocating such buffers on every write costs page faults:
+/// only what a huge message grew them to is let go.
+const KEEP_CAPACITY: usize = 2 * READ_PAUSE;
 
 /// Bytes waiting for the writer, shared between the connection task and the writer task.
 #[derive(Debug, Default)]
