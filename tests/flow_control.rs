@@ -106,3 +106,64 @@ async fn a_queue_with_no_consumer_buffers_everything_at_full_speed() {
     within(20, publisher).await.expect("publisher task");
     assert_eq!(counts(&ch, "buffer").await, (50_000, 0));
 }
+
+#[tokio::test]
+async fn a_throttled_publisher_is_not_dropped_for_missed_heartbeats() {
+    let b = Broker::start_with(|c| {
+        c.limits.heartbeat = 1;
+    })
+    .await;
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "fc-hb").await;
+    // A consumer that drains one message every 100 ms: steady progress (so the publisher is
+    // not let go as stuck), far too slow to bring the backlog under the low-water mark.
+    let (_cc, cch) = b.channel().await;
+    let mut consumer = consume(&cch, "fc-hb", 1).await;
+    let slow = tokio::spawn(async move {
+        while let Some(Ok(d)) = consumer.next().await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            d.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    });
+    let url = format!("{}?heartbeat=1", b.url());
+    let pc = lapin::Connection::connect(&url, Default::default())
+        .await
+        .expect("connect");
+    let pch = pc.create_channel().await.expect("channel");
+    let publisher = tokio::spawn(async move {
+        for _ in 0..(HIGH_WATER * 3) {
+            let r = pch
+                .basic_publish(
+                    "".into(),
+                    "fc-hb".into(),
+                    BasicPublishOptions::default(),
+                    &[7u8; 16],
+                    lapin::BasicProperties::default(),
+                )
+                .await;
+            if r.is_err() {
+                break;
+            }
+        }
+    });
+    within(10, async {
+        while (counts(&ch, "fc-hb").await.0 as usize) < HIGH_WATER {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Throttled: its socket is not read, so its heartbeats wait there. Well past two
+    // heartbeat intervals, it must still be connected.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let ready = counts(&ch, "fc-hb").await.0 as usize;
+    assert!(
+        ready <= HIGH_WATER + 2_000,
+        "the publisher was not throttled: {ready} messages queued"
+    );
+    assert!(
+        pc.status().connected(),
+        "the throttled publisher was dropped"
+    );
+    publisher.abort();
+    slow.abort();
+}
