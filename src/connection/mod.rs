@@ -408,8 +408,14 @@ impl Conn {
                 }
             }
             let flow = self.flow_wait.clone();
+            let reading = flow.is_none() && !self.blocked && !out_full;
+            if !reading {
+                // The socket is not read (alarm, flow control, full output): the client's
+                // heartbeats wait in it, so that silence is ours and does not count.
+                last_read = Instant::now();
+            }
             tokio::select! {
-                r = io.fill(), if flow.is_none() && !self.blocked && !out_full => match r {
+                r = io.fill(), if reading => match r {
                     Ok(0) => return "peer closed the socket".into(),
                     Err(e) => return format!("read error: {e}"),
                     Ok(n) => {
@@ -423,10 +429,7 @@ impl Conn {
                 r = alarms.changed() => {
                     if r.is_ok() {
                         let mask = *alarms.borrow_and_update();
-                        if self.on_alarm_change(mask) {
-                            // Not read while blocked: that silence is ours, not the client's.
-                            last_read = Instant::now();
-                        }
+                        self.on_alarm_change(mask);
                     }
                 }
                 Some(ev) = events.recv(), if !backlogged => {
@@ -457,8 +460,6 @@ impl Conn {
                 }
                 _ = async { if let Some(q) = &flow { q.flow_wait().await } }, if flow.is_some() => {
                     self.flow_wait = None;
-                    // Not read while throttled: that silence was ours, not the client's.
-                    last_read = Instant::now();
                 }
                 _ = tick.tick() => {
                     if let Some(d) = close_deadline {
@@ -467,9 +468,7 @@ impl Conn {
                         }
                     }
                     if let Some(hb) = hb {
-                        // Unread while blocked or throttled: the client's heartbeats wait in the
-                        // socket, so only its silence while we read counts.
-                        if !self.blocked && self.flow_wait.is_none() && last_read.elapsed() > hb * 2 {
+                        if last_read.elapsed() > hb * 2 {
                             return "missed heartbeats from client".into();
                         }
                         let w = self.out.written.load(std::sync::atomic::Ordering::Relaxed);
@@ -527,20 +526,20 @@ impl Conn {
         self.end_batch();
     }
 
-    /// The alarms changed to `mask`. Returns true when this unblocked the connection.
-    fn on_alarm_change(&mut self, mask: u8) -> bool {
+    /// The alarms changed to `mask`: mark the state, and unblock when they all cleared.
+    fn on_alarm_change(&mut self, mask: u8) {
         if self.closing {
-            return false;
+            return;
         }
         if mask != 0 {
             if !self.blocked {
                 self.info.set_state(ConnState::Blocking);
             }
-            return false;
+            return;
         }
         self.info.set_state(ConnState::Running);
         if !self.blocked {
-            return false;
+            return;
         }
         self.blocked = false;
         if self.sent_blocked {
@@ -553,7 +552,6 @@ impl Conn {
             );
         }
         tracing::info!(peer = %self.peer, "connection unblocked");
-        true
     }
 
     /// Finish a batch: send pending confirms, return no-ack credit, hand bytes to the writer.

@@ -4,7 +4,7 @@
 
 use super::properties::{FLAG_CONTENT_ENCODING, FLAG_CONTENT_TYPE, FLAG_HEADERS};
 use super::CodecError;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BufMut;
 
 /// Where the headers field starts (present or not): after content-type and content-encoding.
 fn headers_pos(props: &[u8], flags: u16) -> Result<usize, CodecError> {
@@ -23,16 +23,10 @@ fn headers_pos(props: &[u8], flags: u16) -> Result<usize, CodecError> {
     Ok(pos)
 }
 
-/// `props` with `key` = `value` added to its headers table (created if absent). `value` is an
-/// encoded field value: type octet then payload. A key already in the table is shadowed: tables
-/// are read in order and the last entry wins.
-pub fn insert_header(props: &[u8], key: &str, value: &[u8]) -> Result<Bytes, CodecError> {
-    let mut out = BytesMut::with_capacity(props.len() + 1 + key.len() + value.len() + 4);
-    insert_header_into(props, key, value, &mut out)?;
-    Ok(out.freeze())
-}
-
-/// [`insert_header`], appending the new property list to `out` (a buffer the caller reuses).
+/// Append to `out` (a buffer the caller reuses) `props` with `key` = `value` added to its
+/// headers table (created if absent). `value` is an encoded field value: type octet then
+/// payload. A key already in the table is shadowed: tables are read in order and the last entry
+/// wins.
 pub fn insert_header_into<B: BufMut>(
     props: &[u8],
     key: &str,
@@ -92,9 +86,17 @@ pub fn long_value(v: i64) -> [u8; 9] {
 
 #[cfg(test)]
 mod tests {
+    /// The property list with the header added, in a buffer of its own.
+    fn insert_header(props: &[u8], key: &str, value: &[u8]) -> Result<Bytes, CodecError> {
+        let mut out = BytesMut::new();
+        insert_header_into(props, key, value, &mut out)?;
+        Ok(out.freeze())
+    }
+
     use super::*;
     use amq_protocol::protocol::basic::AMQPProperties;
     use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+    use bytes::{Bytes, BytesMut};
     use proptest::prelude::*;
 
     /// Encode properties with amq-protocol (the oracle) as a raw property list.

@@ -129,29 +129,9 @@ pub fn int(v: &AMQPValue) -> Option<i64> {
     })
 }
 
-/// RabbitMQ's name of a field value's type, as its error terms print it.
-fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
+/// RabbitMQ's name of a field value's type, as its error terms print it (shared with the
+/// consumer arguments' checks).
+use super::consumer_opts::type_name;
 
 /// A validator's verdict: the Erlang term RabbitMQ prints after "invalid arg '…' for …: ".
 type Check = Result<(), String>;

@@ -40,18 +40,7 @@ pub fn type_name(v: &AMQPValue) -> &'static str {
 }
 
 /// The value of an integer-typed field (RabbitMQ's integer argument types), else None.
-pub fn int_value(v: &AMQPValue) -> Option<i64> {
-    Some(match v {
-        AMQPValue::ShortShortInt(n) => i64::from(*n),
-        AMQPValue::ShortShortUInt(n) => i64::from(*n),
-        AMQPValue::ShortInt(n) => i64::from(*n),
-        AMQPValue::ShortUInt(n) => i64::from(*n),
-        AMQPValue::LongInt(n) => i64::from(*n),
-        AMQPValue::LongUInt(n) => i64::from(*n),
-        AMQPValue::LongLongInt(n) => *n,
-        _ => return None,
-    })
-}
+pub use super::args::int as int_value;
 
 /// `406 invalid arg 'key' for <what>: <detail>` as RabbitMQ words it.
 pub fn invalid_arg(key: &str, what: &str, detail: impl std::fmt::Display) -> AmqpError {
