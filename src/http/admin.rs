@@ -49,7 +49,9 @@ fn vhost_json(b: &Broker, v: &VHost) -> Value {
         "messages_unacknowledged": d.unacked,
         "messages_unacknowledged_details": details(rates[DEPTHS_AT + 2]),
         "recv_oct": recv,
+        "recv_oct_details": {"rate": 0.0},
         "send_oct": send,
+        "send_oct_details": {"rate": 0.0},
         "message_stats": stats_of(&b.vhost_counts(v), &v.rates, 3, CHANNEL_STATS),
     })
 }

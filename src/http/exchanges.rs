@@ -79,7 +79,9 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let v = auth.read_vhost(&vhost)?;
     let e = find(&v, &name)?;
-    Ok(Json(exchange_json(&e)))
+    let mut j = exchange_json(&e);
+    super::shape::fill(&mut j, serde_json::json!({"incoming": [], "outgoing": []}));
+    Ok(Json(j))
 }
 
 /// `PUT /api/exchanges/{vhost}/{name}`: 201 when created, 204 when it existed the same.

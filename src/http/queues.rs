@@ -63,6 +63,7 @@ pub fn queue_json(b: &Broker, q: &Queue) -> Value {
             }),
         );
     }
+    super::shape::queue(b, kind, ready, unacked, bytes, &mut v);
     if let (Some(owner), Some(o)) = (q.owner, v.as_object_mut()) {
         if let Some(c) = b.registry.get(owner) {
             o.insert(
@@ -115,7 +116,16 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let v = auth.read_vhost(&vhost)?;
     let q = find(&v, &name)?;
-    Ok(Json(queue_json(&b, &q)))
+    let mut j = queue_json(&b, &q);
+    let consumers: Vec<Value> = super::connections::consumers(&b, &auth, Some(&vhost))
+        .into_iter()
+        .filter(|k| k["queue"]["name"] == *name)
+        .collect();
+    super::shape::fill(
+        &mut j,
+        json!({"consumer_details": consumers, "deliveries": [], "incoming": []}),
+    );
+    Ok(Json(j))
 }
 
 /// `PUT /api/queues/{vhost}/{name}`: 201 when created, 204 when it existed the same, 400 when
