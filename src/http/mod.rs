@@ -21,6 +21,7 @@ pub mod https;
 pub mod json;
 mod limits;
 mod metrics;
+mod metrics_rabbit;
 mod overview;
 mod policies;
 mod query;

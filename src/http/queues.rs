@@ -156,7 +156,8 @@ pub async fn declare(
         );
     }
     let opts = QueueOptions {
-        durable: flag(&body, "durable", true)?,
+        // Not durable unless asked, as RabbitMQ's API has it (rabbitmqadmin sends it).
+        durable: flag(&body, "durable", false)?,
         exclusive: false,
         auto_delete: flag(&body, "auto_delete", false)?,
         arguments,

@@ -17,6 +17,56 @@ pub fn fill(v: &mut Value, defaults: Value) {
     }
 }
 
+/// Node-wide churn: channels opened and closed, queues declared, created and deleted.
+pub struct Churn {
+    pub channels_opened: u64,
+    pub channels_closed: u64,
+    pub queues_declared: u64,
+    pub queues_created: u64,
+    pub queues_deleted: u64,
+}
+
+pub fn churn(b: &Broker) -> Churn {
+    use std::sync::atomic::Ordering::Relaxed;
+    let open: u64 = b
+        .registry
+        .list()
+        .iter()
+        .map(|c| c.channels.lock().len() as u64)
+        .sum();
+    let opened = b.registry.channels_opened();
+    let mut c = Churn {
+        channels_opened: opened,
+        channels_closed: opened.saturating_sub(open),
+        queues_declared: 0,
+        queues_created: 0,
+        queues_deleted: 0,
+    };
+    for v in b.vhosts() {
+        c.queues_declared += v.churn.declared.load(Relaxed);
+        c.queues_created += v.churn.created.load(Relaxed);
+        c.queues_deleted += v.churn.deleted.load(Relaxed);
+    }
+    c
+}
+
+/// The churn counters (with zero rates) under RabbitMQ's names.
+fn churn_fields(b: &Broker, into: &mut Map<String, Value>) {
+    let c = churn(b);
+    for (k, v) in [
+        ("connection_created", b.registry.opened()),
+        ("connection_closed", b.registry.closed()),
+        ("channel_created", c.channels_opened),
+        ("channel_closed", c.channels_closed),
+        ("queue_declared", c.queues_declared),
+        ("queue_created", c.queues_created),
+        ("queue_deleted", c.queues_deleted),
+    ] {
+        into.insert(k.into(), json!(v));
+        into.insert(format!("{k}_details"), zero());
+    }
+}
+
 /// `{"rate": 0.0}`.
 fn zero() -> Value {
     json!({"rate": 0.0})
@@ -66,20 +116,7 @@ pub fn contexts(b: &Broker, with_node: bool) -> Value {
 /// The overview's extra fields.
 pub fn overview(b: &Broker, v: &mut Value) {
     let mut churn = Map::new();
-    zero_counters(
-        &[
-            "channel_closed",
-            "channel_created",
-            "queue_created",
-            "queue_declared",
-            "queue_deleted",
-        ],
-        &mut churn,
-    );
-    churn.insert("connection_created".into(), json!(b.registry.opened()));
-    churn.insert("connection_created_details".into(), zero());
-    churn.insert("connection_closed".into(), json!(b.registry.closed()));
-    churn.insert("connection_closed_details".into(), zero());
+    churn_fields(b, &mut churn);
     fill(
         v,
         json!({
@@ -132,11 +169,6 @@ pub fn node(b: &Broker, v: &mut Value) {
             "msg_store_write_count",
             "queue_index_write_count",
             "queue_index_read_count",
-            "channel_created",
-            "channel_closed",
-            "queue_declared",
-            "queue_created",
-            "queue_deleted",
         ],
         &mut m,
     );
@@ -149,10 +181,7 @@ pub fn node(b: &Broker, v: &mut Value) {
     ] {
         m.insert(format!("{k}_details"), zero());
     }
-    m.insert("connection_created".into(), json!(b.registry.opened()));
-    m.insert("connection_created_details".into(), zero());
-    m.insert("connection_closed".into(), json!(b.registry.closed()));
-    m.insert("connection_closed_details".into(), zero());
+    churn_fields(b, &mut m);
     let extra = json!({
         "exchange_types": exchange_types(),
         "auth_mechanisms": [
