@@ -261,7 +261,11 @@ pub async fn get(
             "exchange": String::from_utf8_lossy(&m.msg.exchange),
             "routing_key": String::from_utf8_lossy(&m.msg.routing_key),
             "message_count": left,
-            "properties": properties_to_json(&m.msg.properties),
+            // RabbitMQ writes no properties as an empty list, not an empty object.
+            "properties": match properties_to_json(&m.msg.properties) {
+                Value::Object(o) if o.is_empty() => json!([]),
+                p => p,
+            },
             "payload": payload,
             "payload_encoding": enc,
         }));
