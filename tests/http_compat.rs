@@ -349,3 +349,20 @@ async fn consumer_details_follow_the_consumer() {
     let q = http.get("/api/queues/%2F/w").await.json();
     assert_eq!(q["consumer_details"], json!([]));
 }
+
+#[tokio::test]
+async fn a_message_without_properties_shows_them_as_an_empty_list() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "p").await;
+    publish(&ch, "p", b"x").await;
+    let got = http
+        .post(
+            "/api/queues/%2F/p/get",
+            json!({"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}),
+        )
+        .await
+        .json();
+    assert_eq!(got[0]["properties"], json!([]), "{got}");
+}

@@ -6,7 +6,9 @@
 //! Files by resource: `overview` (overview, nodes, health), `connections` (connections,
 //! channels, consumers), `exchanges`, `queues`, `bindings`, `admin` (vhosts, users,
 //! permissions), `limits` (vhost and user limits), `policies`, `definitions`, `metrics`,
-//! `dashboard`; `auth`, `error` and `json` are shared.
+//! `dashboard`; `auth`, `error` and `json` are shared. RabbitMQ compatibility: `query` (the
+//! query parameters of any GET, one middleware), `shape` (Erlang-runtime fields and churn),
+//! `compat` (endpoints of features warren answers as unused), `metrics_rabbit`.
 
 mod admin;
 mod auth;
