@@ -70,8 +70,9 @@ impl Conn {
                 "consumer prefetch count is not set for stream {}",
                 q.describe()
             ))),
-            Some(s) if c.no_ack => Err(AmqpError::precondition_failed(format!(
-                "stream {} requires manual acknowledgement (no-ack is not supported)",
+            // RabbitMQ 4: a hard error, with its words.
+            Some(s) if c.no_ack => Err(AmqpError::not_implemented(format!(
+                "automatic acknowledgement not supported by stream {}",
                 q.describe()
             ))),
             Some(s) => s.add_consumer(
@@ -144,7 +145,7 @@ impl Conn {
         let q = self.vhost.queue_for(g.queue.as_str(), self.id)?;
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(
-                "basic.get not supported by stream {}",
+                "basic.get not supported by stream queues {}",
                 q.describe()
             )));
         }

@@ -51,7 +51,7 @@ impl QueueType {
     }
 
     /// The queue arguments this type takes (RabbitMQ 4's `capabilities()`).
-    fn arguments(self) -> &'static [&'static str] {
+    pub fn arguments(self) -> &'static [&'static str] {
         match self {
             QueueType::Classic => &[
                 "x-expires",
@@ -265,9 +265,10 @@ pub struct DeclareFlags {
     pub server_named: bool,
 }
 
-/// Check a classic or quorum queue's declare as RabbitMQ 4 does: `x-queue-type`, then each known
+/// Check a queue's declare as RabbitMQ 4 does: `x-queue-type`, then each known
 /// argument's type and range, then arguments the type does not take, then the properties a
-/// quorum queue cannot have. `what` is "queue 'q' in vhost '/'". Streams check their own.
+/// quorum queue cannot have. `what` is "queue 'q' in vhost '/'". A stream's properties
+/// (durable, not exclusive) and its retention arguments are checked where it is made.
 pub fn validate(what: &str, args: &FieldTable, f: &DeclareFlags) -> AmqpResult<()> {
     let invalid = |key: &str, err: String| {
         AmqpError::precondition_failed(format!("invalid arg '{key}' for {what}: {err}"))
@@ -284,9 +285,6 @@ pub fn validate(what: &str, args: &FieldTable, f: &DeclareFlags) -> AmqpResult<(
         }
     }
     let ty = QueueType::of(args);
-    if ty == QueueType::Stream {
-        return Ok(());
-    }
     let takes = ty.arguments();
     for (key, check) in VALIDATORS {
         if let (true, Some(v)) = (takes.contains(key), args.inner().get(*key)) {
