@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
 
 mod binding;
-mod equivalence;
+pub(crate) mod equivalence;
 mod policies;
 mod queues;
 pub use policies::PolicyError;

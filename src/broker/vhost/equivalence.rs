@@ -4,6 +4,7 @@
 //! `alternate-exchange`): any other argument is the client's business and never makes a redeclare
 //! fail. An argument present on one side and absent on the other is a difference.
 
+use crate::broker::queue::consumer_opts::type_name;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::{AMQPValue as V, FieldTable};
 
@@ -78,7 +79,7 @@ fn text(v: &V) -> Option<&[u8]> {
 
 /// A value as RabbitMQ prints it in these texts: strings as their text, numbers and booleans
 /// plainly.
-fn raw(v: &V) -> String {
+pub(crate) fn raw(v: &V) -> String {
     if let Some(n) = int(v) {
         return n.to_string();
     }
@@ -96,29 +97,10 @@ fn raw(v: &V) -> String {
 
 /// "none", or "the value '1000' of type 'signedint'" (RabbitMQ's names of the wire types).
 fn typed(v: Option<&V>) -> String {
-    let Some(v) = v else {
-        return "none".to_owned();
-    };
-    let ty = match v {
-        V::Boolean(_) => "bool",
-        V::ShortShortInt(_) => "byte",
-        V::ShortShortUInt(_) => "unsignedbyte",
-        V::ShortInt(_) => "short",
-        V::ShortUInt(_) => "unsignedshort",
-        V::LongInt(_) => "signedint",
-        V::LongUInt(_) => "unsignedint",
-        V::LongLongInt(_) => "long",
-        V::Float(_) => "float",
-        V::Double(_) => "double",
-        V::DecimalValue(_) => "decimal",
-        V::ShortString(_) | V::LongString(_) => "longstr",
-        V::FieldArray(_) => "array",
-        V::Timestamp(_) => "timestamp",
-        V::FieldTable(_) => "table",
-        V::ByteArray(_) => "binary",
-        V::Void => "void",
-    };
-    format!("the value '{}' of type '{ty}'", raw(v))
+    match v {
+        None => "none".to_owned(),
+        Some(v) => format!("the value '{}' of type '{}'", raw(v), type_name(v)),
+    }
 }
 
 #[cfg(test)]
