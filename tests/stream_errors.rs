@@ -147,6 +147,48 @@ async fn consuming_without_a_prefetch_is_406() {
 }
 
 #[tokio::test]
+async fn a_global_prefetch_alone_is_not_a_consumer_prefetch() {
+    let (b, _c, _ch) = with_stream().await;
+    let (_c2, ch2) = b.channel().await;
+    let global = BasicQosOptions { global: true };
+    within(5, ch2.basic_qos(10, global)).await.expect("qos");
+    let r = within(
+        5,
+        ch2.basic_consume(
+            "s".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await;
+    let text = r.as_ref().map(|_| ()).unwrap_err().to_string();
+    assert!(
+        text.contains("consumer prefetch count is not set for stream queue 's' in vhost '/'"),
+        "{text}"
+    );
+    // A consumer prefetch as well: accepted.
+    let (_c3, ch3) = b.channel().await;
+    within(5, ch3.basic_qos(10, global)).await.expect("qos");
+    within(5, ch3.basic_qos(5, BasicQosOptions::default()))
+        .await
+        .expect("qos");
+    within(
+        5,
+        ch3.basic_consume(
+            "s".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume with a consumer prefetch");
+    still_works(&b).await;
+    stop_broker(b).await;
+}
+
+#[tokio::test]
 async fn consuming_with_no_ack_is_540_and_closes_the_connection() {
     let (b, _c, _ch) = with_stream().await;
     let (c2, ch2) = b.channel().await;

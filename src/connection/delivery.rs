@@ -47,6 +47,7 @@ impl Conn {
             )));
         }
         let prefetch = ch.prefetch;
+        let consumer_prefetch = ch.consumer_prefetch;
         let info = ConsumerInfo {
             id,
             tag: tag.clone(),
@@ -66,7 +67,7 @@ impl Conn {
             },
         );
         let added = match &q.stream {
-            Some(s) if prefetch == 0 => Err(AmqpError::precondition_failed(format!(
+            Some(s) if !consumer_prefetch => Err(AmqpError::precondition_failed(format!(
                 "consumer prefetch count is not set for stream {}",
                 q.describe()
             ))),

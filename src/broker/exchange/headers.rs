@@ -179,9 +179,15 @@ mod tests {
             Ok(XMatch::AnyWithX)
         );
         let err = mode(s("most")).unwrap_err();
-        assert!(err.starts_with("Invalid x-match field value <<\"most\">>"), "{err}");
+        assert!(
+            err.starts_with("Invalid x-match field value <<\"most\">>"),
+            "{err}"
+        );
         let err = mode(AMQPValue::LongInt(1)).unwrap_err();
-        assert!(err.starts_with("Invalid x-match field type signedint (value 1)"), "{err}");
+        assert!(
+            err.starts_with("Invalid x-match field type signedint (value 1)"),
+            "{err}"
+        );
     }
 
     #[test]
