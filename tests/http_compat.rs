@@ -366,3 +366,36 @@ async fn a_message_without_properties_shows_them_as_an_empty_list() {
         .json();
     assert_eq!(got[0]["properties"], json!([]), "{got}");
 }
+
+/// The certificate check reads the listener certificates: rcgen's expire in 4096, so they pass
+/// for a year and fail for 2500 years, naming the file.
+#[tokio::test]
+async fn certificate_expiration_reads_the_tls_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    std::fs::write(dir.path().join("server.pem"), cert.cert.pem()).expect("pem");
+    std::fs::write(dir.path().join("server.key"), cert.key_pair.serialize_pem()).expect("key");
+    let d = dir.path().to_path_buf();
+    let b = Broker::start_with(move |c| {
+        c.tls.port = 0;
+        c.tls.cert_file = Some(d.join("server.pem"));
+        c.tls.key_file = Some(d.join("server.key"));
+    })
+    .await;
+    let http = b.http();
+    let ok = http
+        .get("/api/health/checks/certificate-expiration/1/years")
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let r = http
+        .get("/api/health/checks/certificate-expiration/2500/years")
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["reason"], "Certificates expiring");
+    assert!(v["expired"][0]["certfile"]
+        .as_str()
+        .unwrap()
+        .ends_with("server.pem"));
+    assert_eq!(v["expired"][0]["protocol"], "amqp/ssl");
+}

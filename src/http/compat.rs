@@ -13,7 +13,7 @@ use super::overview::failed_or_ok;
 use crate::broker::Broker;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -326,24 +326,85 @@ pub async fn healthcheck_named(
     Ok(failed_or_ok(&b))
 }
 
-/// `GET /api/health/checks/certificate-expiration/{within}/{unit}`: the unit is checked as
-/// RabbitMQ checks it; warren's certificates are read at start, and a listener whose
-/// certificate could not be used does not start, so the check passes.
+/// `GET /api/health/checks/certificate-expiration/{within}/{unit}`: 503 naming each listener
+/// certificate (the AMQPS one, `tls.cert_file`, and the HTTPS one) that expires within the
+/// period, as RabbitMQ's check does; the files are read at each call.
 pub async fn certificate_expiration(
+    State(b): State<Arc<Broker>>,
     _auth: Auth,
     Path((within, unit)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    if !["days", "weeks", "months", "years"].contains(&unit.as_str()) {
-        return Err(ApiError::bad_request(
-            "Time unit not recognised. Supported units: days, weeks, months, years.",
-        ));
+) -> ApiResult<Response> {
+    let day = 86_400u64;
+    let unit_secs = match unit.as_str() {
+        "days" => day,
+        "weeks" => 7 * day,
+        "months" => 30 * day,
+        "years" => 365 * day,
+        _ => {
+            return Err(ApiError::bad_request(
+                "Time unit not recognised. Supported units: days, weeks, months, years.",
+            ))
+        }
+    };
+    let within: u64 = within
+        .parse()
+        .map_err(|_| ApiError::bad_request("Time period not recognised. Use an integer."))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let limit = now.saturating_add(within.saturating_mul(unit_secs));
+    let mut files = Vec::new();
+    if let Some(f) = &b.config.tls.cert_file {
+        files.push(("amqp/ssl", b.config.tls.port, f.clone()));
     }
-    if within.parse::<u64>().is_err() {
-        return Err(ApiError::bad_request(
-            "Time period not recognised. Use an integer.",
-        ));
+    if let Some(f) = b
+        .config
+        .http
+        .cert_file
+        .as_ref()
+        .or(if b.config.http.tls_enabled() {
+            b.config.tls.cert_file.as_ref()
+        } else {
+            None
+        })
+    {
+        let port = b.http_addr.get().map_or(0, |a| a.port());
+        files.push(("https", port, f.clone()));
     }
-    Ok(Json(json!({"status": "ok"})))
+    let mut expiring = Vec::new();
+    for (protocol, port, file) in files {
+        for not_after in not_after_times(&file) {
+            if not_after <= limit as i64 {
+                expiring.push(
+                    json!({"node": b.node_name(), "protocol": protocol, "port": port,
+                    "interface": b.config.bind, "certfile": file.display().to_string(),
+                    "expiry_date": not_after}),
+                );
+            }
+        }
+    }
+    if expiring.is_empty() {
+        return Ok(Json(json!({"status": "ok"})).into_response());
+    }
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "failed", "reason": "Certificates expiring", "expired": expiring})),
+    )
+        .into_response())
+}
+
+/// The `notAfter` of each certificate in a PEM file (Unix seconds); none if it cannot be read.
+fn not_after_times(file: &std::path::Path) -> Vec<i64> {
+    use rustls_pki_types::pem::PemObject;
+    let Ok(iter) = rustls_pki_types::CertificateDer::pem_file_iter(file) else {
+        return Vec::new();
+    };
+    iter.filter_map(Result::ok)
+        .filter_map(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+            Some(cert.validity().not_after.timestamp())
+        })
+        .collect()
 }
 
 /// `POST /api/rebalance/queues`: one node, nothing to move.
