@@ -399,3 +399,39 @@ async fn certificate_expiration_reads_the_tls_certificate() {
         .ends_with("server.pem"));
     assert_eq!(v["expired"][0]["protocol"], "amqp/ssl");
 }
+
+/// `idle_since` appears on a queue and a channel once their samples stop moving, as an ISO
+/// time, and goes away while messages flow.
+#[tokio::test]
+async fn idle_since_tracks_activity() {
+    let b = Broker::start_with(|c| c.http.collect_statistics_interval = 100).await;
+    let http = b.http();
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "idle").await;
+    let q = common::http::eventually(5, || {
+        let http = http.clone();
+        async move {
+            let q = http.get("/api/queues/%2F/idle").await.json();
+            q.get("idle_since").is_some().then_some(q)
+        }
+    })
+    .await;
+    let t = q["idle_since"].as_str().unwrap();
+    assert!(
+        t.len() == 29 && t.ends_with("+00:00") && t.as_bytes()[10] == b'T',
+        "{t}"
+    );
+    let chans = http.get("/api/channels").await.json();
+    assert!(chans[0]["idle_since"].is_string(), "{chans}");
+    // Publishing moves the counters: the queue is active until its samples settle again.
+    common::http::eventually(5, || {
+        let http = http.clone();
+        let ch = ch.clone();
+        async move {
+            publish(&ch, "idle", b"x").await;
+            let q = http.get("/api/queues/%2F/idle").await.json();
+            q.get("idle_since").is_none().then_some(())
+        }
+    })
+    .await;
+}

@@ -166,6 +166,9 @@ const RING: usize = 6;
 #[derive(Debug, Default)]
 pub struct Rates {
     ring: Mutex<VecDeque<(Instant, Vec<u64>)>>,
+    /// When a sample last differed from the one before (the first sample counts): the start
+    /// of an idle stretch, RabbitMQ's `idle_since`.
+    changed: Mutex<Option<Instant>>,
 }
 
 impl Rates {
@@ -176,6 +179,9 @@ impl Rates {
 
     pub fn sample_at(&self, at: Instant, values: Vec<u64>) {
         let mut r = self.ring.lock();
+        if r.back().is_none_or(|(_, v)| *v != values) {
+            *self.changed.lock() = Some(at);
+        }
         if r.iter().all(|(_, v)| *v == values) {
             // Nothing moved over the whole ring (an idle connection, channel or queue): one
             // sample says the same (every rate is 0), and thousands of idle objects keep one
@@ -193,6 +199,17 @@ impl Rates {
             r.pop_front();
         }
         r.push_back((at, values));
+    }
+
+    /// Since when nothing has moved, if nothing moved over the samples kept (None while active
+    /// or before the first sample).
+    pub fn idle_since(&self) -> Option<Instant> {
+        let r = self.ring.lock();
+        let first = &r.front()?.1;
+        if r.iter().any(|(_, v)| v != first) {
+            return None;
+        }
+        *self.changed.lock()
     }
 
     /// Per-second change of each value over the samples kept (0 with fewer than two samples).

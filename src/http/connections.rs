@@ -84,6 +84,9 @@ pub fn channel_json(b: &Broker, c: &ConnectionInfo, ch: &ChannelInfo) -> Value {
         "message_stats": stats_of(&ch.stats.counts(), &ch.rates, 0, CHANNEL_STATS),
     });
     super::shape::channel(&mut v);
+    if let (Some(t), Some(o)) = (super::shape::idle_since(&ch.rates), v.as_object_mut()) {
+        o.insert("idle_since".into(), json!(t));
+    }
     v
 }
 

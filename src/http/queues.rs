@@ -64,6 +64,9 @@ pub fn queue_json(b: &Broker, q: &Queue) -> Value {
         );
     }
     super::shape::queue(b, kind, ready, unacked, bytes, &mut v);
+    if let (Some(t), Some(o)) = (super::shape::idle_since(&q.rates), v.as_object_mut()) {
+        o.insert("idle_since".into(), json!(t));
+    }
     if let (Some(owner), Some(o)) = (q.owner, v.as_object_mut()) {
         if let Some(c) = b.registry.get(owner) {
             o.insert(

@@ -267,3 +267,52 @@ pub fn queue(b: &Broker, kind: &str, ready: u64, unacked: u64, bytes: u64, v: &m
     };
     fill(v, extra);
 }
+
+/// RabbitMQ's `idle_since` of an object whose samples have not moved: the wall-clock time of
+/// the last change, as `2026-01-02T03:04:05.678+00:00`. None while it is active.
+pub fn idle_since(rates: &crate::broker::stats::Rates) -> Option<String> {
+    let since = rates.idle_since()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let ms = now.checked_sub(since.elapsed())?.as_millis() as i64;
+    Some(iso_time(ms))
+}
+
+/// Unix milliseconds as an ISO 8601 UTC time with milliseconds.
+pub fn iso_time(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}+00:00",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_time_of_known_instants() {
+        assert_eq!(super::iso_time(0), "1970-01-01T00:00:00.000+00:00");
+        assert_eq!(
+            super::iso_time(1_795_966_824_135),
+            "2026-11-29T15:40:24.135+00:00"
+        );
+        assert_eq!(
+            super::iso_time(951_782_400_001),
+            "2000-02-29T00:00:00.001+00:00"
+        );
+    }
+}
