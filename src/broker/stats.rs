@@ -179,7 +179,7 @@ impl Rates {
 
     pub fn sample_at(&self, at: Instant, values: Vec<u64>) {
         let mut r = self.ring.lock();
-        if r.back().is_none_or(|(_, v)| *v != values) {
+        if r.back().map_or(true, |(_, v)| *v != values) {
             *self.changed.lock() = Some(at);
         }
         if r.iter().all(|(_, v)| *v == values) {
