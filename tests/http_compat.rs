@@ -435,3 +435,41 @@ async fn idle_since_tracks_activity() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn node_memory_breakdown_has_rabbitmqs_categories() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "mem").await;
+    publish(&ch, "mem", &[7u8; 10_000]).await;
+    let node = http.get("/api/overview").await.json()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = common::http::eventually(5, || {
+        let (http, node) = (http.clone(), node.clone());
+        async move {
+            let m = http.get(&format!("/api/nodes/{node}/memory")).await.json();
+            (m["memory"]["queue_procs"].as_u64().unwrap_or(0) >= 10_000).then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(m["memory"]["strategy"], "rss");
+    assert!(m["memory"]["total"]["rss"].as_u64().unwrap() > 0);
+    for k in [
+        "connection_readers",
+        "binary",
+        "mnesia",
+        "other_proc",
+        "reserved_unallocated",
+    ] {
+        assert!(m["memory"][k].is_u64(), "{k}");
+    }
+    let r = http
+        .get(&format!("/api/nodes/{node}/memory/relative"))
+        .await
+        .json();
+    assert_eq!(r["memory"]["total"], 100);
+    assert_eq!(http.get("/api/nodes/other@x/memory").await.status, 404);
+}

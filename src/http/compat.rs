@@ -412,3 +412,102 @@ pub async fn rebalance(auth: Auth) -> ApiResult<StatusCode> {
     auth.require_admin()?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// RabbitMQ's memory breakdown categories. warren attributes message bodies held by queues
+/// to the queue categories by type and the rest of the resident memory to `other_proc`.
+const MEMORY_KEYS: &[&str] = &[
+    "connection_readers",
+    "connection_writers",
+    "connection_channels",
+    "connection_other",
+    "queue_procs",
+    "queue_slave_procs",
+    "quorum_queue_procs",
+    "quorum_queue_dlx_procs",
+    "stream_queue_procs",
+    "stream_queue_replica_reader_procs",
+    "stream_queue_coordinator_procs",
+    "plugins",
+    "other_proc",
+    "metrics",
+    "mgmt_db",
+    "mnesia",
+    "quorum_ets",
+    "other_ets",
+    "binary",
+    "msg_index",
+    "code",
+    "atom",
+    "other_system",
+    "allocated_unused",
+    "reserved_unallocated",
+];
+
+fn memory_breakdown(b: &Broker) -> (serde_json::Map<String, Value>, u64) {
+    let total = b.alarms.mem_used();
+    let mut m: serde_json::Map<String, Value> = MEMORY_KEYS
+        .iter()
+        .map(|k| ((*k).to_string(), json!(0u64)))
+        .collect();
+    let mut queued = 0u64;
+    for v in b.vhosts() {
+        for q in v.queues() {
+            let (r, u, bytes, _) = q.snapshot();
+            let n = bytes + (r + u) * 200;
+            queued += n;
+            let k = match q.queue_type() {
+                "quorum" => "quorum_queue_procs",
+                "stream" => "stream_queue_procs",
+                _ => "queue_procs",
+            };
+            let cur = m[k].as_u64().unwrap_or(0);
+            m.insert(k.into(), json!(cur + n));
+        }
+    }
+    m.insert("other_proc".into(), json!(total.saturating_sub(queued)));
+    (m, total)
+}
+
+/// `GET /api/nodes/{node}/memory`: bytes by category.
+pub async fn node_memory(
+    State(b): State<Arc<Broker>>,
+    _auth: Auth,
+    Path(node): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if node != b.node_name() {
+        return Err(ApiError::not_found());
+    }
+    let (mut m, total) = memory_breakdown(&b);
+    m.insert("strategy".into(), json!("rss"));
+    m.insert(
+        "total".into(),
+        json!({"erlang": total, "rss": total, "allocated": total}),
+    );
+    Ok(Json(json!({ "memory": m })))
+}
+
+/// `GET /api/nodes/{node}/memory/relative`: percentages of the total.
+pub async fn node_memory_relative(
+    State(b): State<Arc<Broker>>,
+    _auth: Auth,
+    Path(node): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if node != b.node_name() {
+        return Err(ApiError::not_found());
+    }
+    let (m, total) = memory_breakdown(&b);
+    let mut rel: serde_json::Map<String, Value> = m
+        .into_iter()
+        .map(|(k, v)| {
+            let n = v.as_u64().unwrap_or(0);
+            let pct = if total == 0 {
+                0
+            } else {
+                (n * 100).div_ceil(total).min(100)
+            };
+            (k, json!(pct))
+        })
+        .collect();
+    rel.insert("total".into(), json!(100));
+    Ok(Json(json!({ "memory": rel })))
+}

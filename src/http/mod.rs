@@ -55,6 +55,11 @@ pub fn router(b: Arc<Broker>) -> Router {
         .route("/api/cluster-name", get(overview::cluster_name))
         .route("/api/nodes", get(overview::nodes))
         .route("/api/nodes/{name}", get(overview::node))
+        .route("/api/nodes/{name}/memory", get(compat::node_memory))
+        .route(
+            "/api/nodes/{name}/memory/relative",
+            get(compat::node_memory_relative),
+        )
         .route("/api/whoami", get(overview::whoami))
         .route(
             "/api/extensions",
