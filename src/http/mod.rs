@@ -8,7 +8,7 @@
 //! permissions), `limits` (vhost and user limits), `policies`, `definitions`, `metrics`,
 //! `dashboard`; `auth`, `error` and `json` are shared. RabbitMQ compatibility: `query` (the
 //! query parameters of any GET, one middleware), `shape` (Erlang-runtime fields and churn),
-//! `compat` (endpoints of features warren answers as unused), `metrics_rabbit`.
+//! `compat` (endpoints of features warren answers as unused), `parameters`, `metrics_rabbit`.
 
 mod admin;
 mod auth;
@@ -25,6 +25,7 @@ mod limits;
 mod metrics;
 mod metrics_rabbit;
 mod overview;
+mod parameters;
 mod policies;
 mod query;
 mod queues;
@@ -73,25 +74,28 @@ pub fn router(b: Arc<Broker>) -> Router {
                 .put(policies::put)
                 .delete(policies::delete),
         )
-        .route("/api/parameters", get(compat::parameters_all))
+        .route("/api/parameters", get(parameters::parameters_all))
         .route(
             "/api/parameters/{component}",
-            get(compat::parameters_component),
+            get(parameters::parameters_component),
         )
         .route(
             "/api/parameters/{component}/{vhost}",
-            get(compat::parameters_vhost),
+            get(parameters::parameters_vhost),
         )
         .route(
             "/api/parameters/{component}/{vhost}/{name}",
-            get(compat::parameter)
-                .put(compat::put_parameter)
-                .delete(compat::delete_parameter),
+            get(parameters::parameter)
+                .put(parameters::put_parameter)
+                .delete(parameters::delete_parameter),
         )
-        .route("/api/global-parameters", get(compat::global_parameters_all))
+        .route(
+            "/api/global-parameters",
+            get(parameters::global_parameters_all),
+        )
         .route(
             "/api/global-parameters/{name}",
-            get(compat::global_parameter),
+            get(parameters::global_parameter),
         )
         .route("/api/operator-policies", get(compat::operator_policies_all))
         .route(
