@@ -28,8 +28,9 @@ pub const ADMINISTRATOR_TAG: &str = "administrator";
 pub struct User {
     pub name: String,
     pub tags: Vec<String>,
-    /// Decoded hash: salt (4 bytes) ++ sha256(salt ++ password).
-    hash: [u8; HASH_LEN],
+    /// Decoded hash: salt (4 bytes) ++ sha256(salt ++ password). None: a user without a
+    /// password (RabbitMQ's empty `password_hash`), whom no password authenticates.
+    hash: Option<[u8; HASH_LEN]>,
     /// Vhosts the config file lets this user open; empty means every vhost.
     vhosts: Vec<String>,
     /// From the config file (its `vhosts` grant applies); users made through the HTTP API have
@@ -38,7 +39,8 @@ pub struct User {
 }
 
 impl User {
-    /// A user from a `rabbit_password_hashing_sha256` hash; None if the hash is malformed.
+    /// A user from a `rabbit_password_hashing_sha256` hash (empty: no password); None if the
+    /// hash is malformed.
     /// `like` is the user this one replaces: its config-file vhost grant is kept.
     pub fn from_hash(
         name: &str,
@@ -49,7 +51,11 @@ impl User {
         Some(User {
             name: name.to_string(),
             tags,
-            hash: decode_hash(hash_b64)?,
+            hash: if hash_b64.trim().is_empty() {
+                None
+            } else {
+                Some(decode_hash(hash_b64)?)
+            },
             vhosts: like.map(|u| u.vhosts.clone()).unwrap_or_default(),
             configured: like.is_some_and(|u| u.configured),
         })
@@ -81,13 +87,21 @@ impl User {
         &self.vhosts
     }
 
-    /// The stored hash in RabbitMQ's definitions format (for a definitions export).
+    /// The stored hash in RabbitMQ's definitions format (for a definitions export); empty for
+    /// a user without a password.
     pub fn password_hash(&self) -> String {
-        B64.encode(self.hash)
+        self.hash.map(|h| B64.encode(h)).unwrap_or_default()
     }
 
     fn verify(&self, password: &[u8]) -> bool {
-        verify_decoded(&self.hash, password)
+        match &self.hash {
+            Some(h) => verify_decoded(h, password),
+            // The same work as a wrong password, then no.
+            None => {
+                std::hint::black_box(verify_decoded(&[0; HASH_LEN], password));
+                false
+            }
+        }
     }
 }
 
@@ -122,7 +136,7 @@ impl Users {
             let guest = User {
                 name: DEFAULT_USER.to_string(),
                 tags: vec![ADMINISTRATOR_TAG.to_string()],
-                hash: new_hash(b"guest"),
+                hash: Some(new_hash(b"guest")),
                 vhosts: Vec::new(),
                 configured: true,
             };
@@ -175,7 +189,7 @@ impl Users {
             let user = User {
                 name: u.name.clone(),
                 tags,
-                hash,
+                hash: Some(hash),
                 vhosts: u.vhosts.clone(),
                 configured: true,
             };

@@ -124,10 +124,16 @@ async fn vhost_user_and_permission_lifecycle() {
 async fn bad_user_and_permission_requests() {
     let b = Broker::start().await;
     let http = b.http();
+    // No password at all makes a user no password authenticates, as in RabbitMQ.
     assert_eq!(
-        http.put("/api/users/bob", json!({"tags": ""})).await.status,
-        400
+        http.put("/api/users/bob", json!({"tags": "administrator"}))
+            .await
+            .status,
+        201
     );
+    assert_eq!(http.get("/api/users/bob").await.json()["password_hash"], "");
+    assert_eq!(http.as_user("bob", "").get("/api/whoami").await.status, 401);
+    assert_eq!(http.delete("/api/users/bob").await.status, 204);
     assert_eq!(
         http.put("/api/users/bob", json!({"password_hash": "nope"}))
             .await

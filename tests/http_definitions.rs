@@ -186,3 +186,29 @@ async fn bad_definitions_are_400() {
         400
     );
 }
+
+/// RabbitMQ exports a user without a password with an empty `password_hash`: such a
+/// definitions file imports, and the user exists but no password opens it.
+#[tokio::test]
+async fn a_user_without_a_password_imports_and_cannot_log_in() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let doc = json!({"users": [{"name": "x509user", "password_hash": "",
+        "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["monitoring"]}]});
+    let r = http.post("/api/definitions", doc).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let u = http.get("/api/users/x509user").await.json();
+    assert_eq!(u["password_hash"], "");
+    assert_eq!(
+        http.as_user("x509user", "")
+            .get("/api/overview")
+            .await
+            .status,
+        401
+    );
+    let export = http.get("/api/definitions").await.json();
+    let users = export["users"].as_array().unwrap();
+    assert!(users
+        .iter()
+        .any(|u| u["name"] == "x509user" && u["password_hash"] == ""));
+}

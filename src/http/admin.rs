@@ -182,11 +182,8 @@ pub async fn put_user(
     let hash = match (hash, b.users.get(&name)) {
         (Some(h), _) => h,
         (None, Some(old)) => old.password_hash(),
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "password or password_hash must be set for a new user",
-            ))
-        }
+        // RabbitMQ makes a new user without either a user without a password.
+        (None, None) => String::new(),
     };
     let created = b.put_user(&name, &hash, tags)?;
     Ok(if created {
@@ -213,7 +210,8 @@ pub fn user_hash(body: &Value) -> ApiResult<Option<String>> {
             "set either password or password_hash, not both",
         )),
         (Some(p), None) => Ok(Some(crate::auth::hash_password(p.as_bytes()))),
-        (None, Some(h)) if crate::auth::is_valid_hash(h) => Ok(Some(h.to_string())),
+        // An empty hash is a user without a password, as in RabbitMQ.
+        (None, Some(h)) if h.is_empty() || crate::auth::is_valid_hash(h) => Ok(Some(h.to_string())),
         (None, Some(_)) => Err(ApiError::bad_request(
             "password_hash is not a rabbit_password_hashing_sha256 hash",
         )),
