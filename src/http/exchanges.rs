@@ -190,7 +190,13 @@ pub async fn publish(
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
     auth.authorize(&vhost, Perm::Write, Kind::Exchange, url_name(&name))?;
-    let ex = find(&v, &name)?;
+    // RabbitMQ publishes over an internal channel and reports its 404 as a bad request.
+    let ex = find(&v, &name).map_err(|_| {
+        ApiError::bad_request(format!(
+            "404 NOT_FOUND - no exchange '{}' in vhost '{vhost}'",
+            url_name(&name)
+        ))
+    })?;
     let req: Value = parse_body(&body)?;
     let key = text(&req, "routing_key")?.unwrap_or("");
     let payload =
