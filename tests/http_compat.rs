@@ -472,4 +472,44 @@ async fn node_memory_breakdown_has_rabbitmqs_categories() {
         .json();
     assert_eq!(r["memory"]["total"], 100);
     assert_eq!(http.get("/api/nodes/other@x/memory").await.status, 404);
+    let n = http
+        .get(&format!("/api/nodes/{node}?memory=true"))
+        .await
+        .json();
+    assert!(n["memory"]["queue_procs"].is_u64(), "{n}");
+    assert!(http
+        .get(&format!("/api/nodes/{node}"))
+        .await
+        .json()
+        .get("memory")
+        .is_none());
+}
+
+#[tokio::test]
+async fn vhost_start_and_exchange_types() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let node = http.get("/api/overview").await.json()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(&format!("/api/vhosts/%2F/start/{node}"), json!({}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = http
+        .post(&format!("/api/vhosts/nope/start/{node}"), json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+    let types = http.get("/api/overview").await.json()["exchange_types"].clone();
+    let names: Vec<&str> = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["direct", "fanout", "headers", "topic", "x-delayed-message"]
+    );
 }

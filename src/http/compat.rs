@@ -327,13 +327,33 @@ pub async fn node_memory(
     if node != b.node_name() {
         return Err(ApiError::not_found());
     }
-    let (mut m, total) = memory_breakdown(&b);
+    Ok(Json(json!({ "memory": memory(&b) })))
+}
+
+/// The memory breakdown in bytes, with RabbitMQ's `strategy` and `total`.
+pub fn memory(b: &Broker) -> Value {
+    let (mut m, total) = memory_breakdown(b);
     m.insert("strategy".into(), json!("rss"));
     m.insert(
         "total".into(),
         json!({"erlang": total, "rss": total, "allocated": total}),
     );
-    Ok(Json(json!({ "memory": m })))
+    Value::Object(m)
+}
+
+/// `POST /api/vhosts/{vhost}/start/{node}`: RabbitMQ restarts a failed vhost; warren's vhosts
+/// do not fail apart from the node, so this only checks both exist.
+pub async fn start_vhost(
+    State(b): State<Arc<Broker>>,
+    auth: Auth,
+    Path((vhost, node)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    auth.read_vhost(&vhost)?;
+    if node != b.node_name() {
+        return Err(ApiError::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/nodes/{node}/memory/relative`: percentages of the total.

@@ -236,6 +236,10 @@ pub fn router(b: Arc<Broker>) -> Router {
                 .delete(admin::delete_vhost),
         )
         .route(
+            "/api/vhosts/{vhost}/start/{node}",
+            post(compat::start_vhost),
+        )
+        .route(
             "/api/vhosts/{name}/permissions",
             get(admin::vhost_permissions),
         )

@@ -9,7 +9,7 @@ use crate::broker::queue::QueueOptions;
 use crate::broker::sampler::DEPTHS_AT;
 use crate::broker::stats::{CHANNEL_STATS, STATS};
 use crate::broker::Broker;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -146,15 +146,21 @@ pub async fn nodes(State(b): State<Arc<Broker>>, _auth: Auth) -> Json<Value> {
 }
 
 /// `GET /api/nodes/{name}`.
+/// `?memory=true` adds the memory breakdown of `/api/nodes/{name}/memory`, as in RabbitMQ.
 pub async fn node(
     State(b): State<Arc<Broker>>,
     _auth: Auth,
     Path(name): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     if name != b.node_name() {
         return Err(ApiError::not_found());
     }
-    Ok(Json(node_json(&b)))
+    let mut v = node_json(&b);
+    if q.get("memory").is_some_and(|m| m == "true") {
+        super::shape::fill(&mut v, json!({"memory": super::compat::memory(&b)}));
+    }
+    Ok(Json(v))
 }
 
 /// `GET /api/whoami`.

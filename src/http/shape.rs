@@ -94,6 +94,7 @@ pub fn exchange_types() -> Value {
         {"name": "fanout", "description": d("fanout"), "enabled": true},
         {"name": "headers", "description": d("headers"), "enabled": true},
         {"name": "topic", "description": d("topic"), "enabled": true},
+        {"name": "x-delayed-message", "description": "Delayed Message Exchange.", "enabled": true},
     ])
 }
 
