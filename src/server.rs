@@ -242,8 +242,17 @@ async fn serve_tls(
         }
     };
     let cert_user = crate::tls::peer_common_name(stream.get_ref().1.peer_certificates());
+    let details = crate::tls::details(stream.get_ref().1);
     connection::serve_admitted(
-        stream, peer, local, cert_user, broker, shutdown, slot, deadline,
+        stream,
+        peer,
+        local,
+        cert_user,
+        Some(details),
+        broker,
+        shutdown,
+        slot,
+        deadline,
     )
     .await;
 }

@@ -134,3 +134,46 @@ pub fn peer_common_name(certs: Option<&[CertificateDer<'_>]>) -> Option<String> 
     let cn = cert.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_owned)
 }
+
+/// The session of an accepted TLS connection in the management API's terms: RabbitMQ (Erlang's
+/// ssl) writes `tlsv1.3`, the cipher as `aes_256_gcm`, the hash as `sha384`, and `any` as the
+/// key exchange of TLS 1.3 (which does not name one in the suite).
+pub fn details(conn: &rustls::ServerConnection) -> crate::broker::registry::TlsDetails {
+    let protocol = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "tlsv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "tlsv1.2",
+        _ => "unknown",
+    };
+    // e.g. TLS13_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()).to_lowercase())
+        .unwrap_or_default();
+    let (kx, rest) = match suite.split_once("_with_") {
+        Some((kx, rest)) => (kx.trim_start_matches("tls_").to_string(), rest.to_string()),
+        None => (
+            "any".to_string(),
+            suite.trim_start_matches("tls13_").to_string(),
+        ),
+    };
+    let (cipher, hash) = match rest.rsplit_once('_') {
+        Some((c, h)) if h.starts_with("sha") => (c.to_string(), h.to_string()),
+        _ => (rest.clone(), String::new()),
+    };
+    let mut d = crate::broker::registry::TlsDetails {
+        protocol: protocol.into(),
+        cipher,
+        key_exchange: kx,
+        hash,
+        ..Default::default()
+    };
+    if let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) {
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+            let v = cert.validity();
+            d.peer_cert_subject = Some(cert.subject().to_string());
+            d.peer_cert_issuer = Some(cert.issuer().to_string());
+            d.peer_cert_validity = Some(format!("{} - {}", v.not_before, v.not_after));
+        }
+    }
+    d
+}

@@ -323,3 +323,46 @@ async fn a_bad_key_file_stops_the_broker_from_starting() {
     let err = warren::start(cfg).await.err().expect("start must fail");
     assert!(err.to_string().contains("tls.key_file"), "{err}");
 }
+
+/// The management API shows a TLS connection's session as RabbitMQ does: `ssl: true`, the
+/// protocol, cipher and hash in Erlang's names, and the client certificate's subject.
+#[tokio::test]
+async fn the_api_shows_the_tls_session_of_a_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(dir.path());
+    let b = start_tls(dir.path(), true).await;
+    let s = tls_connect(&b, &pki, true).await.expect("tls handshake");
+    let mut c = Amqp {
+        s,
+        buf: BytesMut::new(),
+    };
+    c.login("EXTERNAL", b"").await;
+    let (_plain, _ch) = b.channel().await;
+    let conns = b.http().get("/api/connections").await.json();
+    let list = conns.as_array().expect("list");
+    let tls = list
+        .iter()
+        .find(|c| c["ssl"] == true)
+        .expect("a TLS connection");
+    assert_eq!(tls["ssl_protocol"], "tlsv1.3", "{tls}");
+    assert_eq!(tls["ssl_key_exchange"], "any");
+    assert!(
+        tls["ssl_cipher"].as_str().unwrap().contains("gcm")
+            || tls["ssl_cipher"].as_str().unwrap().contains("chacha"),
+        "{tls}"
+    );
+    assert!(
+        tls["ssl_hash"].as_str().unwrap().starts_with("sha"),
+        "{tls}"
+    );
+    assert!(
+        tls["peer_cert_subject"].as_str().unwrap().contains("CN="),
+        "{tls}"
+    );
+    assert!(tls["peer_cert_validity"].is_string());
+    let plain = list
+        .iter()
+        .find(|c| c["ssl"] == false)
+        .expect("the plain one");
+    assert!(plain["ssl_protocol"].is_null());
+}

@@ -57,6 +57,22 @@ pub struct ConnectionMeta {
     pub heartbeat: u16,
     /// Milliseconds since the Unix epoch.
     pub connected_at: u64,
+    /// What the TLS handshake settled, for a connection over TLS.
+    pub tls: Option<TlsDetails>,
+}
+
+/// A TLS connection's session, as the management API shows it (RabbitMQ's names and forms:
+/// `tlsv1.3`, `aes_256_gcm`, `sha384`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsDetails {
+    pub protocol: String,
+    pub cipher: String,
+    pub key_exchange: String,
+    pub hash: String,
+    /// The client certificate's subject, issuer and validity, when one was presented.
+    pub peer_cert_subject: Option<String>,
+    pub peer_cert_issuer: Option<String>,
+    pub peer_cert_validity: Option<String>,
 }
 
 /// One live connection.

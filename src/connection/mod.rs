@@ -212,7 +212,7 @@ pub async fn serve_as<S>(
     let Some(slot) = admit(&broker) else { return };
     let deadline = handshake_deadline(&broker);
     serve_admitted(
-        stream, peer, local, cert_user, broker, shutdown, slot, deadline,
+        stream, peer, local, cert_user, None, broker, shutdown, slot, deadline,
     )
     .await;
 }
@@ -239,6 +239,7 @@ pub async fn serve_admitted<S>(
     peer: SocketAddr,
     local: SocketAddr,
     cert_user: Option<String>,
+    tls: Option<crate::broker::registry::TlsDetails>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
     handshaking: HandshakeSlot,
@@ -298,6 +299,7 @@ pub async fn serve_admitted<S>(
             channel_max: neg.channel_max,
             heartbeat: neg.heartbeat,
             connected_at: crate::broker::now_ms(),
+            tls,
         },
         events_tx.clone(),
     ));

@@ -31,7 +31,7 @@ pub fn connection_json(b: &Broker, c: &ConnectionInfo) -> Value {
         "port": m.local.port(),
         "peer_host": m.peer.ip().to_string(),
         "peer_port": m.peer.port(),
-        "ssl": false,
+        "ssl": m.tls.is_some(),
         "auth_mechanism": m.auth_mechanism,
         "client_properties": table_to_json(&m.client_properties),
         "user_provided_name": if m.user_provided_name.is_empty() { Value::Null } else { json!(m.user_provided_name) },
@@ -48,7 +48,7 @@ pub fn connection_json(b: &Broker, c: &ConnectionInfo) -> Value {
         "send_cnt": c.send_cnt.load(Relaxed),
         "send_pend": 0,
     });
-    super::shape::connection(&mut v);
+    super::shape::connection(&mut v, m.tls.as_ref());
     v
 }
 

@@ -208,8 +208,19 @@ pub fn node(b: &Broker, v: &mut Value) {
     fill(v, Value::Object(m));
 }
 
-/// A connection's extra fields.
-pub fn connection(v: &mut Value) {
+/// A connection's extra fields: the TLS session of one over TLS, nulls otherwise.
+pub fn connection(v: &mut Value, tls: Option<&crate::broker::registry::TlsDetails>) {
+    if let Some(t) = tls {
+        fill(
+            v,
+            json!({
+                "ssl_protocol": t.protocol, "ssl_cipher": t.cipher,
+                "ssl_key_exchange": t.key_exchange, "ssl_hash": t.hash,
+                "peer_cert_subject": t.peer_cert_subject, "peer_cert_issuer": t.peer_cert_issuer,
+                "peer_cert_validity": t.peer_cert_validity,
+            }),
+        );
+    }
     fill(
         v,
         json!({
