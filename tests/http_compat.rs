@@ -513,3 +513,54 @@ async fn vhost_start_and_exchange_types() {
         ["direct", "fanout", "headers", "topic", "x-delayed-message"]
     );
 }
+
+/// Lists come in RabbitMQ's default order: by vhost, then name (permissions: then user;
+/// channel names compared as strings, so "(10)" before "(2)").
+#[tokio::test]
+async fn lists_are_ordered_by_vhost_then_name() {
+    let b = Broker::start().await;
+    let http = b.http();
+    http.put("/api/vhosts/b-vhost", json!({})).await;
+    http.put("/api/users/alice", json!({"password": "pw", "tags": ""}))
+        .await;
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    http.put("/api/permissions/b-vhost/alice", all.clone())
+        .await;
+    http.put("/api/permissions/b-vhost/guest", all.clone())
+        .await;
+    let perms = http.get("/api/permissions").await.json();
+    let keys: Vec<(String, String)> = perms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["vhost"].as_str().unwrap().into(),
+                p["user"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys.len(), 3, "{perms}");
+    let conn = b.connect().await;
+    let mut chans = Vec::new();
+    for _ in 0..10 {
+        chans.push(conn.create_channel().await.unwrap());
+    }
+    let names: Vec<String> = http
+        .get("/api/channels")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 10);
+    assert!(
+        names[0].ends_with("(1)") && names[1].ends_with("(10)"),
+        "{names:?}"
+    );
+}

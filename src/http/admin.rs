@@ -262,11 +262,12 @@ fn permission_json(user: &str, vhost: &str, p: &Permission) -> Value {
     json!({"user": user, "vhost": vhost, "configure": p.configure, "write": p.write, "read": p.read})
 }
 
+/// Permissions by vhost, then user, as RabbitMQ lists them.
 fn permissions_where(b: &Broker, f: impl Fn(&str, &str) -> bool) -> Value {
+    let mut all = b.access.permissions();
+    all.sort_by(|(u1, v1, _), (u2, v2, _)| (v1, u1).cmp(&(v2, u2)));
     Value::Array(
-        b.access
-            .permissions()
-            .iter()
+        all.iter()
             .filter(|(u, v, _)| f(u, v))
             .map(|(u, v, p)| permission_json(u, v, p))
             .collect(),

@@ -90,12 +90,16 @@ pub fn channel_json(b: &Broker, c: &ConnectionInfo, ch: &ChannelInfo) -> Value {
     v
 }
 
+/// The connections `auth` may see, by vhost then name (RabbitMQ's default order).
 fn visible(b: &Broker, auth: &Auth) -> Vec<Arc<ConnectionInfo>> {
-    b.registry
+    let mut v: Vec<_> = b
+        .registry
         .list()
         .into_iter()
         .filter(|c| auth.can_see_connection(&c.meta.user, &c.meta.vhost))
-        .collect()
+        .collect();
+    v.sort_by(|a, b| (&a.meta.vhost, &a.name).cmp(&(&b.meta.vhost, &b.name)));
+    v
 }
 
 /// `GET /api/connections`.
@@ -188,6 +192,16 @@ fn all_channels(b: &Broker, auth: &Auth, vhost: Option<&str>) -> Vec<Value> {
             out.push(channel_json(b, &c, &ch));
         }
     }
+    // By vhost, then name as a string ("… (10)" before "… (2)"), as RabbitMQ sorts them.
+    out.sort_by(|a, b| {
+        let key = |v: &Value| {
+            (
+                v["vhost"].as_str().map(str::to_owned),
+                v["name"].as_str().map(str::to_owned),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
     out
 }
 
