@@ -107,6 +107,20 @@ async fn per_object_has_a_series_per_queue() {
         ),
         Some(0.0)
     );
+    assert_eq!(
+        value(
+            &text,
+            "rabbitmq_queue_messages_ram{vhost=\"/\",queue=\"a\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "rabbitmq_queue_messages_ready_bytes{vhost=\"/\",queue=\"a\"}"
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]

@@ -273,7 +273,7 @@ pub fn render(b: &Broker) -> String {
 pub fn render_per_object(b: &Broker) -> String {
     let queues: Vec<_> = b.vhosts().iter().flat_map(|v| v.queues()).collect();
     type Get = fn(&crate::broker::queue::Queue, (u64, u64, u64, u32)) -> u64;
-    let families: [(&str, &str, &str, Get); 7] = [
+    let families: [(&str, &str, &str, Get); 19] = [
         (
             "rabbitmq_queue_messages_ready",
             "gauge",
@@ -315,6 +315,80 @@ pub fn render_per_object(b: &Broker) -> String {
             "counter",
             "Total number of messages acknowledged by consumers on a queue",
             |q, _| q.stats.get(Stat::Ack),
+        ),
+        // rabbitmq_prometheus's other per-queue families, for per-queue dashboards: memory
+        // figures are what the queue holds (warren keeps messages in memory or its log).
+        (
+            "rabbitmq_queue_messages_ready_bytes",
+            "gauge",
+            "Size in bytes of ready messages",
+            |_, s| s.2,
+        ),
+        (
+            "rabbitmq_queue_messages_unacked_bytes",
+            "gauge",
+            "Size in bytes of all unacknowledged messages",
+            |_, _| 0,
+        ),
+        (
+            "rabbitmq_queue_messages_ram",
+            "gauge",
+            "Ready and unacknowledged messages stored in memory",
+            |_, s| s.0 + s.1,
+        ),
+        (
+            "rabbitmq_queue_messages_ready_ram",
+            "gauge",
+            "Ready messages stored in memory",
+            |_, s| s.0,
+        ),
+        (
+            "rabbitmq_queue_messages_unacked_ram",
+            "gauge",
+            "Unacknowledged messages stored in memory",
+            |_, s| s.1,
+        ),
+        (
+            "rabbitmq_queue_messages_ram_bytes",
+            "gauge",
+            "Size of ready and unacknowledged messages stored in memory",
+            |_, s| s.2,
+        ),
+        (
+            "rabbitmq_queue_messages_persistent",
+            "gauge",
+            "Persistent messages",
+            |_, _| 0,
+        ),
+        (
+            "rabbitmq_queue_messages_paged_out",
+            "gauge",
+            "Messages paged out to disk",
+            |_, _| 0,
+        ),
+        (
+            "rabbitmq_queue_process_memory_bytes",
+            "gauge",
+            "Memory in bytes used by the Erlang queue process",
+            |_, s| s.2 + (s.0 + s.1) * 200,
+        ),
+        (
+            "rabbitmq_queue_consumer_utilisation",
+            "gauge",
+            "Consumer utilisation",
+            |_, s| u64::from(s.3 > 0),
+        ),
+        (
+            "rabbitmq_queue_consumer_capacity",
+            "gauge",
+            "Consumer capacity",
+            |_, s| u64::from(s.3 > 0),
+        ),
+        (
+            "rabbitmq_queue_process_reductions_total",
+            "counter",
+            "Total number of queue process reductions",
+            |_, _| 0,
         ),
     ];
     // The per-queue families replace the node totals of the same name (one family per name).
