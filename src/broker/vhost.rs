@@ -323,9 +323,15 @@ impl VHost {
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
         let _t = self.topology.lock();
-        if name.is_empty() || reserved(name) {
+        // RabbitMQ's texts (`check_not_default_exchange`, `check_exchange_deletion`).
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if reserved(name) {
             return Err(AmqpError::access_refused(format!(
-                "operation not permitted on exchange '{name}' in vhost '{}'",
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
                 self.name
             )));
         }

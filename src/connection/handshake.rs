@@ -193,16 +193,19 @@ pub async fn run(
         };
         broker.users.authenticate(&username, &password)
     };
-    let Some(user) = user else {
-        return Err(refused(format!(
+    // RabbitMQ tells the client only this; the reason goes to the log.
+    let safe = |why: &str| -> HandshakeEnd {
+        tracing::warn!(%peer, "{why}");
+        refused(format!(
             "Login was refused using authentication mechanism {}. For details see the broker logfile.",
             ok.mechanism
-        )));
+        ))
+    };
+    let Some(user) = user else {
+        return Err(safe("unknown user or wrong password"));
     };
     if user.name == "guest" && broker.config.guest_loopback_only && !peer.ip().is_loopback() {
-        return Err(refused(
-            "user 'guest' can only connect via localhost".to_string(),
-        ));
+        return Err(safe("user 'guest' can only connect via localhost"));
     }
     let tune = connection::Tune {
         channel_max: limits.channel_max,
