@@ -44,7 +44,7 @@ async fn declare_show_and_delete_an_exchange() {
         http.put("/api/exchanges/%2F/amq.mine", json!({"type": "direct"}))
             .await
             .status,
-        403
+        401
     );
     let e = http.get("/api/exchanges/%2F/logs").await.json();
     assert_eq!(e["type"], "topic");
@@ -60,7 +60,7 @@ async fn declare_show_and_delete_an_exchange() {
     assert_eq!(http.delete("/api/exchanges/%2F/logs").await.status, 404);
     assert_eq!(
         http.delete("/api/exchanges/%2F/amq.direct").await.status,
-        403
+        401
     );
 }
 
@@ -143,7 +143,7 @@ async fn bindings_by_properties_key() {
         http.post("/api/bindings/%2F/e/amq.default/q/q", json!({}))
             .await
             .status,
-        403
+        401
     );
 }
 

@@ -243,7 +243,7 @@ impl Broker {
         if let Err(max) = take(&usage.connections, &usage.limits.values[0]) {
             l.connections.fetch_sub(1, Relaxed);
             return Err(AmqpError::not_allowed(format!(
-                "Connection refused for user '{}': user connection limit ({max}) is reached",
+                "connection refused for user '{}': user connection limit ({max}) is reached",
                 user.name
             )));
         }

@@ -42,8 +42,10 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
+    /// Not allowed to do this. RabbitMQ's management plugin answers 401 here too (not 403),
+    /// with `not_authorised`; clients tell the two apart by the reason.
     pub fn forbidden(reason: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "not_authorised", reason)
+        ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
     pub fn method_not_allowed() -> ApiError {
@@ -63,11 +65,21 @@ impl From<AmqpError> for ApiError {
     /// An AMQP refusal from the broker: 404 for NOT_FOUND, 403 for ACCESS_REFUSED, 500 for a
     /// storage failure (not the request's fault), else 400 (inequivalent arguments, in use...).
     fn from(e: AmqpError) -> ApiError {
+        // RabbitMQ's reason is the explanation without the AMQP reply-text prefix
+        // ("PRECONDITION_FAILED - ").
+        let text = match e.text.split_once(" - ") {
+            Some((name, rest)) if name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') => {
+                rest.to_string()
+            }
+            _ => e.text,
+        };
         match e.code {
-            code::NOT_FOUND => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.text),
-            code::ACCESS_REFUSED => ApiError::forbidden(e.text),
-            code::INTERNAL_ERROR | code::RESOURCE_ERROR => ApiError::internal(e.text),
-            _ => ApiError::bad_request(e.text),
+            code::NOT_FOUND => ApiError::new(StatusCode::NOT_FOUND, "not_found", text),
+            // What RabbitMQ's management plugin answers to a refused operation (its channel
+            // was closed with 403), whatever the reason.
+            code::ACCESS_REFUSED => ApiError::unauthorized("Access refused."),
+            code::INTERNAL_ERROR | code::RESOURCE_ERROR => ApiError::internal(text),
+            _ => ApiError::bad_request(text),
         }
     }
 }

@@ -188,7 +188,7 @@ pub async fn publish(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
-    auth.authorize(&vhost, Perm::Write, Kind::Exchange, url_name(&name))?;
+    auth.authorize_publish(&vhost, url_name(&name))?;
     let ex = find(&v, &name)?;
     let req: Value = parse_body(&body)?;
     let key = text(&req, "routing_key")?.unwrap_or("");
