@@ -23,6 +23,7 @@ mod metrics;
 mod overview;
 mod policies;
 mod queues;
+mod topic_permissions;
 
 use crate::broker::Broker;
 use auth::Auth;
@@ -202,6 +203,21 @@ pub fn router(b: Arc<Broker>) -> Router {
             get(admin::permission)
                 .put(admin::put_permission)
                 .delete(admin::delete_permission),
+        )
+        .route("/api/topic-permissions", get(topic_permissions::all))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(topic_permissions::show)
+                .put(topic_permissions::put)
+                .delete(topic_permissions::delete),
+        )
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(topic_permissions::of_user),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(topic_permissions::of_vhost),
         )
         .route("/api/vhost-limits", get(limits::vhost_all))
         .route("/api/vhost-limits/{vhost}", get(limits::vhost_one))
