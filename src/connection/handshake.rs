@@ -175,14 +175,17 @@ pub async fn run(
             .into())
         }
     };
-    let refused = |why: String| -> HandshakeEnd {
+    // The reason goes to the log; the client (if it announced authentication_failure_close)
+    // gets `told`.
+    let refused_as = |why: &str, told: String| -> HandshakeEnd {
         tracing::warn!(%peer, "authentication refused: {why}");
         if caps.authentication_failure_close {
-            HandshakeEnd::Close(AmqpError::access_refused_connection(why).on(10, 11))
+            HandshakeEnd::Close(AmqpError::access_refused_connection(told).on(10, 11))
         } else {
             HandshakeEnd::Dropped
         }
     };
+    let refused = |why: String| -> HandshakeEnd { refused_as(&why, why.clone()) };
     let user = if ok.mechanism.as_str() == "EXTERNAL" {
         // The certificate was verified by the TLS layer: its common name is the user.
         let name = cert_user.unwrap_or_default();
@@ -193,13 +196,15 @@ pub async fn run(
         };
         broker.users.authenticate(&username, &password)
     };
-    // RabbitMQ tells the client only this; the reason goes to the log.
+    // RabbitMQ tells the client only this (`auth_fail`).
     let safe = |why: &str| -> HandshakeEnd {
-        tracing::warn!(%peer, "{why}");
-        refused(format!(
-            "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-            ok.mechanism
-        ))
+        refused_as(
+            why,
+            format!(
+                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                ok.mechanism
+            ),
+        )
     };
     let Some(user) = user else {
         return Err(safe("unknown user or wrong password"));
