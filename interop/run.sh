@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Interop: runs the pika (Python), amqplib (Node), Celery (a real worker) and amqp-tools (C,
-# rabbitmq-c) scripts against a freshly built warren.
+# Interop: runs the pika (Python), amqplib (Node), Celery (a real worker), other Python
+# framework (dramatiq, aio-pika, kombu) and amqp-tools (C, rabbitmq-c) scripts against a freshly
+# built warren.
 #
-# Installs the clients when missing (pika and celery from interop/python/requirements.txt and
-# interop/celery/requirements.txt into a venv under target/interop/, amqplib with `npm ci` from
-# interop/node/package-lock.json, amqp-tools and openssl with apt-get), builds the debug broker,
-# starts it on a free loopback port with a temporary data dir (plus a TLS listener with a
-# certificate made by openssl, and a user `c-user` with restricted permissions), runs the scripts, stops the broker with SIGTERM (which must exit 0), and
+# Installs the clients when missing (pika, celery, dramatiq, aio-pika and kombu from
+# interop/{python,celery,frameworks}/requirements.txt into a venv under target/interop/, amqplib
+# with `npm ci` from interop/node/package-lock.json, amqp-tools and openssl with apt-get), builds
+# the debug broker, starts it on a free loopback port with a temporary data dir (plus a TLS
+# listener with a certificate made by openssl, and a user `c-user` with restricted permissions),
+# runs the scripts, stops the broker with SIGTERM (which must exit 0), and
 # exits non-zero if anything failed.
 #
 # Environment: PYTHON (default python3), WARREN_BIN (a broker binary to use instead of building
@@ -38,22 +40,23 @@ mkdir -p "$WORK"
 # pika and celery: a venv of our own if it has both, else an interpreter that already has them,
 # else the venv (created if needed; where venvs cannot be made, the interpreter itself) with
 # whatever is missing installed.
-PY_MODULES='import pika, celery'
+PY_MODULES='import pika, celery, dramatiq, aio_pika, kombu'
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$PY_MODULES" 2>/dev/null; then
     PY="$VENV/bin/python"
 elif "$PYTHON" -c "$PY_MODULES" 2>/dev/null; then
     PY="$PYTHON"
 else
-    say "installing pika and celery"
+    say "installing pika, celery, dramatiq, aio-pika and kombu"
     if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
         PY="$VENV/bin/python"
     else
         PY="$PYTHON"
     fi
     "$PY" -m pip install --quiet --disable-pip-version-check -r interop/python/requirements.txt \
-        -r interop/celery/requirements.txt || die "pip install of pika and celery failed"
+        -r interop/celery/requirements.txt -r interop/frameworks/requirements.txt ||
+        die "pip install of the Python clients failed"
 fi
-"$PY" -c "$PY_MODULES" || die "pika or celery is not importable with $PY"
+"$PY" -c "$PY_MODULES" || die "a Python client is not importable with $PY"
 
 command -v node >/dev/null || die "node is not installed"
 if [ ! -f interop/node/node_modules/amqplib/channel_api.js ]; then
@@ -219,6 +222,7 @@ run_suite() {
 run_suite interop-pika "$PY" interop/python/test_pika.py
 run_suite interop-amqplib node interop/node/test_amqplib.js
 run_suite interop-celery "$PY" interop/celery/test_celery.py
+run_suite interop-frameworks "$PY" interop/frameworks/test_frameworks.py
 run_suite interop-amqp-tools bash interop/c/test_amqp_tools.sh
 
 # --- graceful shutdown ---------------------------------------------------------------------

@@ -63,6 +63,7 @@ mod queue_priority;
 mod queue_purge_delete;
 mod queue_quorum;
 mod queue_ttl;
+mod redeclare_args;
 mod routing_bindings;
 mod routing_content;
 mod routing_exchange_types;

@@ -266,6 +266,30 @@ async fn headers_binding_with_invalid_x_match_is_406() {
         ),
     )
     .await;
+    let text = r.as_ref().map(|_| ()).unwrap_err().to_string();
+    // RabbitMQ 4's words, the value printed as an Erlang binary.
+    assert!(
+        text.contains("Invalid x-match field value <<\"some\">>; expected all, any, all-with-x, or any-with-x"),
+        "{text}"
+    );
     expect_code(r, 406);
+    let (_c, ch) = b.channel().await;
+    let args = table(&[("x-match", AMQPValue::ShortShortInt(1))]);
+    let r = within(
+        5,
+        ch.queue_bind(
+            "badmatch".into(),
+            "amq.headers".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            args,
+        ),
+    )
+    .await;
+    let text = r.as_ref().map(|_| ()).unwrap_err().to_string();
+    assert!(
+        text.contains("Invalid x-match field type byte (value 1); expected longstr"),
+        "{text}"
+    );
     b.stop().await;
 }

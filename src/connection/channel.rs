@@ -82,6 +82,9 @@ pub struct Channel {
     pub unacked: VecDeque<Unacked>,
     pub consumers: HashMap<u64, ChannelConsumer>,
     pub prefetch: u16,
+    /// The last basic.qos with `global = false` set a prefetch: streams need a consumer
+    /// prefetch, and a global one alone does not count (as RabbitMQ).
+    pub consumer_prefetch: bool,
     pub confirm: bool,
     /// `tx.select` was sent: the uncommitted publishes and settlements.
     pub tx: Option<Box<super::tx::Tx>>,

@@ -588,6 +588,9 @@ impl Conn {
                 // its running consumer to see it).
                 let ch = self.ch(chan)?;
                 ch.prefetch = q.prefetch_count;
+                if !q.global {
+                    ch.consumer_prefetch = q.prefetch_count > 0;
+                }
                 ch.info
                     .prefetch
                     .store(q.prefetch_count, std::sync::atomic::Ordering::Relaxed);

@@ -227,7 +227,7 @@ pub async fn get(
     };
     if q.stream.is_some() {
         return Err(ApiError::bad_request(format!(
-            "basic.get not supported by stream {}",
+            "basic.get not supported by stream queues {}",
             q.describe()
         )));
     }

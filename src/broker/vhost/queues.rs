@@ -88,25 +88,13 @@ impl VHost {
                     o.auto_delete,
                 ));
             }
-            for (k, v) in opts.arguments.inner() {
-                if k.as_str() == "x-queue-type" {
-                    continue; // compared above (absent means classic)
-                }
-                if !o
-                    .arguments
-                    .inner()
-                    .get(k)
-                    .is_some_and(|cur| same_arg(cur, v))
-                {
-                    return Err(inequivalent(
-                        "queue",
-                        k.as_str(),
-                        &obj,
-                        format!("{v:?}"),
-                        format!("{:?}", o.arguments.inner().get(k)),
-                    ));
-                }
-            }
+            let keys: Vec<&str> = QueueType::of(&o.arguments)
+                .arguments()
+                .iter()
+                .copied()
+                .filter(|k| *k != "x-queue-type") // compared above (absent means classic)
+                .collect();
+            super::equivalence::assert_args(&o.arguments, &opts.arguments, &keys, &what)?;
             // Redeclaring renews an x-expires lease (not for quorum queues, as in RabbitMQ).
             if q.queue_type() == "classic" {
                 q.touch();
@@ -165,14 +153,15 @@ impl VHost {
                 self.name
             ))
         };
-        if !opts.durable {
-            return Err(invalid("non-durable"));
-        }
-        if opts.exclusive {
-            return Err(invalid("exclusive"));
-        }
+        // RabbitMQ 4's order and words (`rabbit_queue_type_util`).
         if opts.auto_delete {
             return Err(invalid("auto-delete"));
+        }
+        if opts.exclusive {
+            return Err(invalid("exclusive-owner"));
+        }
+        if !opts.durable {
+            return Err(invalid("non-durable"));
         }
         let cfg = crate::broker::stream::args::config(&opts.arguments).map_err(|e| {
             AmqpError::precondition_failed(format!(
@@ -306,7 +295,7 @@ impl VHost {
         let q = self.queue_for(name, conn)?;
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(
-                "queue.purge not supported by stream {}",
+                "queue.purge not supported by stream queues {}",
                 q.describe()
             )));
         }
