@@ -503,3 +503,36 @@ async fn deleting_the_user_removes_their_topic_permissions() {
     assert_eq!(http.get("/api/topic-permissions").await.json(), json!([]));
     b.stop().await;
 }
+
+#[tokio::test]
+async fn publishing_through_the_http_api_is_checked_too() {
+    let b = Broker::start().await;
+    let http = b.http();
+    http.put(
+        "/api/users/tom",
+        json!({"password": "pw", "tags": "management"}),
+    )
+    .await;
+    http.put(
+        "/api/permissions/%2F/tom",
+        json!({"configure": ".*", "write": ".*", "read": ".*"}),
+    )
+    .await;
+    topic(&b, "amq.topic", "^ok$", ".*").await;
+    let tom = http.as_user("tom", "pw");
+    let body = |key: &str| json!({"routing_key": key, "payload": "x", "payload_encoding": "string", "properties": {}});
+    let r = tom
+        .post("/api/exchanges/%2F/amq.topic/publish", body("ok"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = tom
+        .post("/api/exchanges/%2F/amq.topic/publish", body("no"))
+        .await;
+    // RabbitMQ's management plugin passes the channel close on as a 400.
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json()["reason"],
+        format!("403 {}", refusal("write", "no", "amq.topic"))
+    );
+    b.stop().await;
+}

@@ -96,6 +96,29 @@ impl Auth {
         .map_err(|e| ApiError::unauthorized(e.text))
     }
 
+    /// Topic authorisation of a publish to a topic exchange through the API: 400 with the
+    /// close's code and text, as [`Auth::authorize_publish`].
+    pub fn authorize_topic_publish(&self, vhost: &str, exchange: &str, key: &str) -> ApiResult<()> {
+        use crate::broker::permissions::Perm;
+        use crate::broker::topic_permissions::{refusal, CompiledTopics};
+        if self.is_admin() {
+            return Ok(());
+        }
+        let name = &self.user.name;
+        let topics = CompiledTopics::new(
+            self.broker.access.topic_permissions_of(name, vhost),
+            name,
+            vhost,
+        );
+        match topics {
+            Some(t) if !t.allows(Perm::Write, exchange, key) => {
+                let e = refusal(Perm::Write, exchange, key, vhost, name);
+                Err(ApiError::bad_request(format!("{} {}", e.code, e.text)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// [`Auth::authorize`] as `POST .../publish` answers a refusal: 400 with the code and text
     /// of the channel close ("403 ACCESS_REFUSED - write access to exchange ...").
     pub fn authorize_publish(&self, vhost: &str, exchange: &str) -> ApiResult<()> {
