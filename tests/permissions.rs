@@ -686,3 +686,28 @@ async fn the_http_api_checks_a_management_user_s_permissions() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn put_permission_errors_have_rabbitmq_s_reasons() {
+    let b = Broker::start().await;
+    bob(&b, ".*", ".*", ".*").await;
+    let http = b.http();
+    let r = http
+        .put("/api/permissions/%2F/bob", json!({"configure": ".*"}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["reason"],
+        "[{key_missing,write},{key_missing,read}]"
+    );
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    for path in [
+        "/api/permissions/%2F/nobody",
+        "/api/permissions/nowhere/bob",
+    ] {
+        let r = http.put(path, all.clone()).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(r.json()["reason"], "vhost_or_user_not_found", "{path}");
+    }
+    b.stop().await;
+}

@@ -332,11 +332,9 @@ impl Broker {
 
     /// Set a user's permissions in a vhost (both must exist).
     pub fn set_permission(&self, user: &str, vhost: &str, p: Permission) -> Result<(), AdminError> {
-        if self.users.get(user).is_none() {
-            return Err(AdminError::BadRequest(format!("user '{user}' not found")));
-        }
-        if self.vhost(vhost).is_none() {
-            return Err(AdminError::BadRequest(format!("vhost '{vhost}' not found")));
+        if self.users.get(user).is_none() || self.vhost(vhost).is_none() {
+            // RabbitMQ's reason, word for word.
+            return Err(AdminError::BadRequest("vhost_or_user_not_found".into()));
         }
         for pattern in [&p.configure, &p.write, &p.read] {
             super::permissions::validate(pattern).map_err(AdminError::BadRequest)?;

@@ -81,17 +81,11 @@ pub async fn show(
 /// The fields of a topic permission in a request body or a definitions document; a missing
 /// one is RabbitMQ's `[{key_missing,exchange}]`.
 pub fn from_json(body: &Value) -> ApiResult<(String, TopicPermission)> {
-    let field = |k: &str| -> ApiResult<String> {
-        json::text(body, k)?
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("[{{key_missing,{k}}}]")))
-    };
-    let exchange = field("exchange")?;
-    let p = TopicPermission {
-        write: field("write")?,
-        read: field("read")?,
-    };
-    Ok((exchange, p))
+    let [exchange, write, read]: [String; 3] =
+        json::required_texts(body, &["exchange", "write", "read"])?
+            .try_into()
+            .map_err(|_| ApiError::internal("field count"))?;
+    Ok((exchange, TopicPermission { write, read }))
 }
 
 /// `PUT /api/topic-permissions/{vhost}/{user}`.
