@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interop: runs the pika (Python), amqplib (Node), Celery (a real worker), other Python
-# framework (dramatiq, aio-pika, kombu) and amqp-tools (C, rabbitmq-c) scripts against a freshly
-# built warren.
+# framework (dramatiq, aio-pika, kombu) and amqp-tools (C, rabbitmq-c) scripts, and RabbitMQ's
+# own rabbitmqadmin CLI against the HTTP API, against a freshly built warren.
 #
 # Installs the clients when missing (pika, celery, dramatiq, aio-pika and kombu from
 # interop/{python,celery,frameworks}/requirements.txt into a venv under target/interop/, amqplib
@@ -11,7 +11,11 @@
 # runs the scripts, stops the broker with SIGTERM (which must exit 0), and
 # exits non-zero if anything failed.
 #
-# Environment: PYTHON (default python3), WARREN_BIN (a broker binary to use instead of building
+# rabbitmqadmin (MPL-2.0, RabbitMQ's) is not kept in this repository: the one on PATH is used,
+# else the copy in Debian's rabbitmq-server package, downloaded with `apt-get download` and
+# unpacked under target/interop/ (not installed: no RabbitMQ runs).
+#
+# Environment: PYTHON (default python3), RABBITMQADMIN (a rabbitmqadmin script to use), WARREN_BIN (a broker binary to use instead of building
 # target/debug/warren), WARREN_INTEROP_LOG (broker log filter, default warn),
 # INTEROP_TIMEOUT (seconds per script, default 120).
 set -euo pipefail
@@ -76,6 +80,29 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
     { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${apt_missing[@]}"; } >/dev/null \
         || die "apt-get install ${apt_missing[*]} failed"
 fi
+
+# rabbitmqadmin: a stdlib-only Python script.
+RMQADMIN="${RABBITMQADMIN:-}"
+RMQ_DEB_DIR="$WORK/rabbitmq-server"
+if [ -z "$RMQADMIN" ] && command -v rabbitmqadmin >/dev/null; then
+    RMQADMIN="$(command -v rabbitmqadmin)"
+fi
+if [ -z "$RMQADMIN" ] && [ -f "$RMQ_DEB_DIR/usr/bin/rabbitmqadmin" ]; then
+    RMQADMIN="$RMQ_DEB_DIR/usr/bin/rabbitmqadmin"
+fi
+if [ -z "$RMQADMIN" ]; then
+    command -v apt-get >/dev/null || die "rabbitmqadmin not found and apt-get not available (set RABBITMQADMIN)"
+    say "fetching rabbitmqadmin from Debian's rabbitmq-server package"
+    rm -rf "$WORK/deb" && mkdir -p "$WORK/deb"
+    if ! (cd "$WORK/deb" && apt-get download rabbitmq-server >/dev/null 2>&1); then
+        apt-get update >/dev/null 2>&1 || true
+        (cd "$WORK/deb" && apt-get download rabbitmq-server >/dev/null) ||
+            die "apt-get download rabbitmq-server failed"
+    fi
+    dpkg-deb -x "$WORK"/deb/rabbitmq-server_*.deb "$RMQ_DEB_DIR" || die "dpkg-deb -x failed"
+    RMQADMIN="$RMQ_DEB_DIR/usr/bin/rabbitmqadmin"
+fi
+[ -f "$RMQADMIN" ] || die "no rabbitmqadmin at $RMQADMIN"
 
 # --- broker --------------------------------------------------------------------------------
 if [ -z "${WARREN_BIN:-}" ]; then
@@ -157,9 +184,11 @@ PORT=""
 for attempt in 1 2 3; do
     candidate="$(free_port)"
     TLS_PORT="$(free_port)"
+    HTTP_PORT="$(free_port)"
     write_config "$TLS_PORT"
-    "$BIN" serve --config "$CONFIG" --bind 127.0.0.1 --port "$candidate" --http-port 0 \
-        --data-dir "$DATA_DIR" --log-level "$LOG_LEVEL" >"$BROKER_LOG" 2>&1 &
+    "$BIN" serve --config "$CONFIG" --bind 127.0.0.1 --port "$candidate" \
+        --http-port "$HTTP_PORT" --data-dir "$DATA_DIR" --log-level "$LOG_LEVEL" \
+        >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 1 100); do
         if ! is_running "$BROKER_PID"; then
@@ -179,7 +208,11 @@ for attempt in 1 2 3; do
     BROKER_PID=""
 done
 [ -n "$PORT" ] || die "could not start warren"
-say "warren (pid $BROKER_PID) listening on 127.0.0.1:$PORT"
+for _ in $(seq 1 50); do
+    port_open "$HTTP_PORT" && break
+    sleep 0.1
+done
+say "warren (pid $BROKER_PID) listening on 127.0.0.1:$PORT (HTTP $HTTP_PORT)"
 
 export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
 export AMQP_RESTRICTED_URL="amqp://c-user:pw@127.0.0.1:$PORT/%2F"
@@ -223,6 +256,8 @@ run_suite interop-pika "$PY" interop/python/test_pika.py
 run_suite interop-amqplib node interop/node/test_amqplib.js
 run_suite interop-celery "$PY" interop/celery/test_celery.py
 run_suite interop-frameworks "$PY" interop/frameworks/test_frameworks.py
+export HTTP_PORT RABBITMQADMIN="$RMQADMIN"
+run_suite interop-rabbitmqadmin "$PY" interop/rabbitmqadmin/test_rabbitmqadmin.py
 run_suite interop-amqp-tools bash interop/c/test_amqp_tools.sh
 
 # --- graceful shutdown ---------------------------------------------------------------------

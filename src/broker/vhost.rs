@@ -58,6 +58,23 @@ pub struct VHost {
     pub rates: Rates,
     /// RabbitMQ's vhost limits (max-connections, max-queues) and the connections open in it.
     pub limits: VhostLimits,
+    /// Queues declared, created and deleted here (RabbitMQ's churn statistics).
+    pub churn: QueueChurn,
+}
+
+/// Counts of queue declarations, creations and deletions. Bumped on topology changes only
+/// (under the topology lock), never on the message path.
+#[derive(Debug, Default)]
+pub struct QueueChurn {
+    pub declared: std::sync::atomic::AtomicU64,
+    pub created: std::sync::atomic::AtomicU64,
+    pub deleted: std::sync::atomic::AtomicU64,
+}
+
+impl QueueChurn {
+    fn bump(c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -85,6 +102,7 @@ impl VHost {
             stats: MsgStats::default(),
             rates: Rates::default(),
             limits: VhostLimits::default(),
+            churn: QueueChurn::default(),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {

@@ -1,5 +1,6 @@
 //! API errors as RabbitMQ's management API returns them: a status and a JSON body
-//! `{"error": ..., "reason": ...}`. Input problems are 400/401/403/404/405, never 500.
+//! `{"error": ..., "reason": ...}`. Input problems are 400/401/404/405, never 500; a refusal
+//! is 401 `not_authorised`, as RabbitMQ has it.
 
 use crate::broker::access::AdminError;
 use crate::error::{code, AmqpError};
@@ -42,8 +43,8 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
-    /// Not allowed to do this. RabbitMQ's management plugin answers 401 here too (not 403),
-    /// with `not_authorised`; clients tell the two apart by the reason.
+    /// Authenticated but not allowed: RabbitMQ answers 401 `not_authorised` (not 403), and
+    /// scripts test for that status.
     pub fn forbidden(reason: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
@@ -62,7 +63,7 @@ impl ApiError {
 }
 
 impl From<AmqpError> for ApiError {
-    /// An AMQP refusal from the broker: 404 for NOT_FOUND, 403 for ACCESS_REFUSED, 500 for a
+    /// An AMQP refusal from the broker: 404 for NOT_FOUND, 401 for ACCESS_REFUSED, 500 for a
     /// storage failure (not the request's fault), else 400 (inequivalent arguments, in use...).
     fn from(e: AmqpError) -> ApiError {
         // RabbitMQ's reason is the explanation without the AMQP reply-text prefix

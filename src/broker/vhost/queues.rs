@@ -32,6 +32,7 @@ impl VHost {
             check_owner(&q, conn)?;
             return Ok(declared(&q));
         }
+        QueueChurn::bump(&self.churn.declared);
         let server_named = name.is_empty();
         let name: Arc<str> = if name.is_empty() {
             Arc::from(generate_name("amq.gen-").as_str())
@@ -121,6 +122,7 @@ impl VHost {
             let q = self.new_stream(&name, opts)?;
             self.apply_policy_to_queue(&q);
             self.queues.insert(name, q.clone());
+            QueueChurn::bump(&self.churn.created);
             return Ok(declared(&q));
         }
         let owner = opts.exclusive.then_some(conn);
@@ -141,6 +143,7 @@ impl VHost {
         self.apply_policy_to_queue(&q);
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
+        QueueChurn::bump(&self.churn.created);
         q.start_timers();
         Ok(declared(&q))
     }
@@ -245,7 +248,9 @@ impl VHost {
                 tracing::error!("{err}");
             }
         }
-        self.queues.remove(&q.name);
+        if self.queues.remove(&q.name).is_some() {
+            QueueChurn::bump(&self.churn.deleted);
+        }
         let dest = Dest::Queue(q.clone());
         for e in self.exchanges() {
             if e.unbind_dest(&dest) > 0 {
