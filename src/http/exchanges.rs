@@ -189,7 +189,7 @@ pub async fn publish(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
-    auth.authorize(&vhost, Perm::Write, Kind::Exchange, url_name(&name))?;
+    auth.authorize_publish(&vhost, url_name(&name))?;
     // RabbitMQ publishes over an internal channel and reports its 404 as a bad request.
     let ex = find(&v, &name).map_err(|_| {
         ApiError::bad_request(format!(
@@ -199,6 +199,9 @@ pub async fn publish(
     })?;
     let req: Value = parse_body(&body)?;
     let key = text(&req, "routing_key")?.unwrap_or("");
+    if ex.kind() == crate::broker::exchange::ExchangeKind::Topic {
+        auth.authorize_topic_publish(&vhost, url_name(&name), key)?;
+    }
     let payload =
         text(&req, "payload")?.ok_or_else(|| ApiError::bad_request("payload is required"))?;
     let body = match text(&req, "payload_encoding")?.unwrap_or("string") {
