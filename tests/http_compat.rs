@@ -564,3 +564,20 @@ async fn lists_are_ordered_by_vhost_then_name() {
         "{names:?}"
     );
 }
+
+/// RabbitMQ's API answers a path with a trailing slash as the path without it.
+#[tokio::test]
+async fn a_trailing_slash_is_the_same_resource() {
+    let b = Broker::start().await;
+    let http = b.http();
+    http.put("/api/queues/%2F/slash", json!({})).await;
+    assert!(http.get("/api/queues/").await.json().is_array());
+    assert_eq!(http.get("/api/overview/").await.status, 200);
+    assert_eq!(
+        http.get("/api/queues/%2F/slash/").await.json()["name"],
+        "slash"
+    );
+    let v = http.get("/api/queues/?columns=name").await.json();
+    assert_eq!(v, json!([{"name": "slash"}]));
+    assert_eq!(http.delete("/api/queues/%2F/slash/").await.status, 204);
+}

@@ -359,7 +359,12 @@ pub async fn serve<L>(listener: L, app: Router, mut shutdown: watch::Receiver<bo
 where
     L: Listener<Addr = SocketAddr>,
 {
-    let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+    // RabbitMQ's API answers `/api/queues/` as `/api/queues`: drop one trailing slash before
+    // routing (axum routes exact paths).
+    let app = tower::ServiceExt::<axum::extract::Request>::map_request(app, trim_trailing_slash);
+    let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(app);
     // axum hands the peer address (ConnectInfo) over for any listener through `tap_io`.
     let listener = listener.tap_io(|_| {});
     let stop = async move {
@@ -375,6 +380,27 @@ where
     {
         tracing::error!("HTTP server failed: {e}");
     }
+}
+
+/// `/api/x/` → `/api/x` (the query string kept).
+fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::Request {
+    let uri = req.uri();
+    let path = uri.path();
+    if path.len() > 5 && path.starts_with("/api/") && path.ends_with('/') {
+        let trimmed = &path[..path.len() - 1];
+        let pq = match uri.query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(p) = pq.parse() {
+            parts.path_and_query = Some(p);
+            if let Ok(u) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+    }
+    req
 }
 
 /// Headers every dashboard response carries.
