@@ -120,7 +120,7 @@ async fn a_priority_that_is_not_an_integer_is_a_406() {
     assert_eq!(code(&e), Some(406), "{e}");
     assert_eq!(
         close_text(&e),
-        "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'bad-prio' in vhost '/': {unacceptable_type,longstr}"
+        "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'bad-prio' in vhost '/': \"expected integer, got longstr\""
     );
     b.stop().await;
 }

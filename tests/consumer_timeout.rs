@@ -8,6 +8,7 @@ use common::queues::*;
 use common::*;
 
 use lapin::options::*;
+use lapin::types::AMQPValue;
 use std::time::Duration;
 
 fn timeout_text(chan: u16, ms: u64) -> String {
@@ -174,16 +175,27 @@ async fn only_the_channel_holding_the_late_delivery_is_closed() {
 }
 
 #[tokio::test]
-async fn a_negative_queue_timeout_is_refused() {
+async fn an_unusable_timeout_argument_is_accepted_and_ignored() {
+    // As RabbitMQ, which does not validate x-consumer-timeout (queue or consumer argument).
     let b = Broker::start().await;
     let (_c, ch) = b.channel().await;
-    let e = declare_args(&ch, "neg", args(&[("x-consumer-timeout", long(-1))]))
+    declare_args(&ch, "neg", args(&[("x-consumer-timeout", long(-1))]))
         .await
-        .expect_err("declare");
-    assert_eq!(code(&e), Some(406));
-    assert_eq!(
-        close_text(&e),
-        "PRECONDITION_FAILED - invalid arg 'x-consumer-timeout' for queue 'neg' in vhost '/': {value_negative,-1}"
-    );
+        .expect("declare with a negative timeout");
+    declare_args(
+        &ch,
+        "text",
+        args(&[("x-consumer-timeout", AMQPValue::LongString("soon".into()))]),
+    )
+    .await
+    .expect("declare with a string timeout");
+    ch.basic_consume(
+        "neg".into(),
+        "c".into(),
+        BasicConsumeOptions::default(),
+        args(&[("x-consumer-timeout", AMQPValue::LongString("x".into()))]),
+    )
+    .await
+    .expect("consume with a string timeout");
     b.stop().await;
 }

@@ -108,8 +108,11 @@ async fn the_queue_type_cannot_change_on_redeclare() {
         "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'qq' in vhost '/': received 'classic' but current is 'quorum'",
     );
     let ch = c.create_channel().await.expect("channel");
-    let r = declare_with(&ch, "qq", durable(), args(&[])).await;
-    assert_eq!(close_of(&r.expect_err("no type means classic")).0, 406);
+    expect_close(
+        declare_with(&ch, "qq", durable(), args(&[])).await,
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'qq' in vhost '/': received none but current is the value 'quorum' of type 'longstr'",
+    );
     let ch = c.create_channel().await.expect("channel");
     declare_quorum(&ch, "qq", &[]).await;
     b.stop().await;

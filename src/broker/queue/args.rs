@@ -51,7 +51,7 @@ impl QueueType {
     }
 
     /// The queue arguments this type takes (RabbitMQ 4's `capabilities()`).
-    fn arguments(self) -> &'static [&'static str] {
+    pub fn arguments(self) -> &'static [&'static str] {
         match self {
             QueueType::Classic => &[
                 "x-expires",
@@ -214,12 +214,18 @@ fn check_overflow(v: &AMQPValue, _: &FieldTable) -> Check {
 }
 
 fn check_queue_mode(v: &AMQPValue, _: &FieldTable) -> Check {
-    one_of(v, &["default", "lazy"], "invalid_queue_mode")
+    match v {
+        AMQPValue::LongString(s) if !matches!(s.as_bytes(), b"default" | b"lazy") => Err(format!(
+            "\"unsupported queue mode '{}'\"",
+            String::from_utf8_lossy(s.as_bytes())
+        )),
+        _ => one_of(v, &["default", "lazy"], "invalid_queue_mode"),
+    }
 }
 
 fn check_dlx_strategy(v: &AMQPValue, _: &FieldTable) -> Check {
     let allowed = ["at-most-once", "at-least-once"];
-    one_of(v, &allowed, "invalid_dead_letter_strategy")
+    one_of(v, &allowed, "invalid_dlx_strategy")
 }
 
 fn check_bool(v: &AMQPValue, _: &FieldTable) -> Check {

@@ -2,6 +2,7 @@
 //! at start, delete, expire, purge, and the exclusive queues that go with their connection.
 
 use super::*;
+use amq_protocol::types::AMQPValue;
 
 impl VHost {
     pub fn declare_queue(
@@ -57,9 +58,15 @@ impl VHost {
             check_owner(&q, conn)?;
             let o = &q.options;
             let obj = format!("{name}' in vhost '{}", self.name);
-            let (want, have) = (QueueType::of(&opts.arguments).as_str(), q.queue_type());
-            if want != have {
-                return Err(inequivalent("queue", "x-queue-type", &obj, want, have));
+            let (want, have) = (QueueType::of(&opts.arguments), q.queue_type());
+            if want.as_str() != have {
+                let key = "x-queue-type";
+                return Err(arg_mismatch(
+                    &obj,
+                    key,
+                    opts.arguments.inner().get(key),
+                    o.arguments.inner().get(key),
+                ));
             }
             if o.durable != opts.durable {
                 return Err(inequivalent(
@@ -88,23 +95,23 @@ impl VHost {
                     o.auto_delete,
                 ));
             }
-            for (k, v) in opts.arguments.inner() {
-                if k.as_str() == "x-queue-type" {
+            // As RabbitMQ (`rabbit_misc:assert_args_equivalence`): every argument the queue's type
+            // takes must be the same on both sides, absent included; others are not compared.
+            for &key in want.arguments() {
+                if key == "x-queue-type" {
                     continue; // compared above (absent means classic)
                 }
-                if !o
-                    .arguments
-                    .inner()
-                    .get(k)
-                    .is_some_and(|cur| same_arg(cur, v))
-                {
-                    return Err(inequivalent(
-                        "queue",
-                        k.as_str(),
-                        &obj,
-                        format!("{v:?}"),
-                        format!("{:?}", o.arguments.inner().get(k)),
-                    ));
+                let (new, cur) = (
+                    opts.arguments.inner().get(key),
+                    o.arguments.inner().get(key),
+                );
+                let same = match (new, cur) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => same_arg(a, b),
+                    _ => false,
+                };
+                if !same {
+                    return Err(arg_mismatch(&obj, key, new, cur));
                 }
             }
             // Redeclaring renews an x-expires lease (not for quorum queues, as in RabbitMQ).
@@ -311,5 +318,42 @@ impl VHost {
             )));
         }
         Ok(q.purge())
+    }
+}
+
+/// RabbitMQ's text for an argument that differs from the queue's: both values, or "none" and the
+/// other one with its type (`rabbit_misc:assert_args_equivalence`).
+fn arg_mismatch(
+    obj: &str,
+    key: &str,
+    new: Option<&AMQPValue>,
+    cur: Option<&AMQPValue>,
+) -> AmqpError {
+    use crate::broker::queue::consumer_opts::type_name;
+    let with_type =
+        |v: &AMQPValue| format!("the value '{}' of type '{}'", arg_text(v), type_name(v));
+    let (received, current) = match (new, cur) {
+        (Some(n), Some(c)) => (format!("'{}'", arg_text(n)), format!("'{}'", arg_text(c))),
+        (None, Some(c)) => ("none".to_owned(), with_type(c)),
+        (Some(n), None) => (with_type(n), "none".to_owned()),
+        (None, None) => ("none".to_owned(), "none".to_owned()),
+    };
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{key}' for queue '{obj}': received {received} but current is {current}"
+    ))
+}
+
+/// An argument's value as RabbitMQ prints it in these errors.
+fn arg_text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::Float(f) => f.to_string(),
+        AMQPValue::Double(f) => f.to_string(),
+        other => match args::int(other) {
+            Some(n) => n.to_string(),
+            None => format!("{other:?}"),
+        },
     }
 }
