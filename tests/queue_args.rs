@@ -91,7 +91,8 @@ async fn inequivalent_redeclare_texts_are_rabbitmq_s() {
     let b = Broker::start().await;
     let c = b.connect().await;
     let q = "for queue 'q' in vhost '/'";
-    let cases: Vec<(Vec<(&str, AMQPValue)>, Vec<(&str, AMQPValue)>, String)> = vec![
+    type Args = Vec<(&'static str, AMQPValue)>;
+    let cases: Vec<(Args, Args, String)> = vec![
         (
             vec![("x-message-ttl", int(1000))],
             vec![("x-message-ttl", int(2000))],
