@@ -172,6 +172,8 @@ async fn past_the_delivery_limit_the_message_is_dead_lettered() {
         Some("delivery_limit")
     );
     assert_eq!(field_str(&d[0], "queue").as_deref(), Some("work"));
+    // The count of returns is the queue's own: RabbitMQ does not carry it into the dead letter.
+    assert_eq!(header(&m.delivery.properties, "x-delivery-count"), None);
     b.stop().await;
 }
 
@@ -223,6 +225,60 @@ async fn transient_messages_survive_a_restart() {
         m.delivery.properties.delivery_mode(),
         &None,
         "delivery mode unchanged"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_counts_survive_a_restart() {
+    // A quorum queue keeps each message's delivery count across a restart, so a poison
+    // message cannot escape its delivery limit by crashing the broker.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    declare_with(&ch, "parked", durable(), args(&[]))
+        .await
+        .expect("declare parked");
+    let extra = [
+        ("x-delivery-limit", int(2)),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("parked")),
+    ];
+    declare_quorum(&ch, "work", &extra).await;
+    send(&ch, "", "work", "poison", BasicProperties::default()).await;
+    assert_eq!(get_and_return(&ch, "work").await, Some(None));
+    assert_eq!(get_and_return(&ch, "work").await, Some(Some(1)));
+    let b = restart(b).await;
+    let (_c, ch) = b.channel().await;
+    assert_eq!(get_and_return(&ch, "work").await, Some(Some(2)));
+    wait_count(&ch, "parked", 1, 5).await;
+    assert_eq!(count(&ch, "work").await, 0);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_unsettled_at_a_restart_counts_as_returned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "held", &[]).await;
+    send(&ch, "", "held", "m", BasicProperties::default()).await;
+    let m = within(
+        5,
+        ch.basic_get("held".into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("basic.get")
+    .expect("message");
+    assert_eq!(header(&m.delivery.properties, "x-delivery-count"), None);
+    // Never settled: the broker stops with the delivery outstanding.
+    let b = restart(b).await;
+    let (_c, ch) = b.channel().await;
+    let m = get(&ch, "held").await.expect("message after the restart");
+    assert!(m.delivery.redelivered);
+    assert_eq!(
+        header(&m.delivery.properties, "x-delivery-count"),
+        Some(&AMQPValue::LongLongInt(1))
     );
     b.stop().await;
 }

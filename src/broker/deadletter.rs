@@ -133,6 +133,12 @@ pub fn letter(
             }
         };
         h.remove(&ShortString::from("BCC"));
+        if dlrk.is_some() {
+            // RabbitMQ: when the dead-letter routing key replaces the message's, CC goes too.
+            h.remove(&ShortString::from("CC"));
+        }
+        // A quorum queue's count of returns is its own (RabbitMQ adds it at delivery only).
+        h.remove(&ShortString::from("x-delivery-count"));
         let mut deaths: Vec<FieldTable> = Vec::new();
         if m.dead_lettered {
             if let Some(AMQPValue::FieldArray(a)) = h.get("x-death") {
@@ -219,6 +225,7 @@ pub fn letter(
             body: m.body.clone(),
             persistent: m.persistent,
             dead_lettered: true,
+            bcc: false,
         },
         keys,
         history,
@@ -290,6 +297,7 @@ mod tests {
             body: Bytes::from_static(b"body"),
             persistent: false,
             dead_lettered,
+            bcc: false,
         }
     }
 

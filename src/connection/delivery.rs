@@ -9,6 +9,7 @@ use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::registry::ConsumerInfo;
+use crate::broker::sender_selected;
 use crate::broker::stats::Stat;
 use crate::broker::stream::StreamConsumerSpec;
 use crate::broker::vhost::generate_name;
@@ -181,7 +182,9 @@ impl Conn {
             &m.msg.routing_key,
             left,
         );
-        hot::encode_content_header(w, chan, m.msg.body.len() as u64, &m.msg.properties);
+        let shown = sender_selected::shown(&m.msg);
+        let props = shown.as_ref().unwrap_or(&m.msg.properties);
+        hot::encode_content_header(w, chan, m.msg.body.len() as u64, props);
         hot::encode_body(w, chan, &m.msg.body, frame_max);
         if !g.no_ack {
             let first = ch.unacked.is_empty();
@@ -341,7 +344,9 @@ impl Conn {
             &m.msg.exchange,
             &m.msg.routing_key,
         );
-        hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, &m.msg.properties);
+        let shown = sender_selected::shown(&m.msg);
+        let props = shown.as_ref().unwrap_or(&m.msg.properties);
+        hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, props);
         hot::encode_body(w, d.channel, &m.msg.body, frame_max);
         let kind = if no_ack {
             Stat::DeliverNoAck

@@ -250,7 +250,11 @@ pub async fn get(
             "exchange": String::from_utf8_lossy(&m.msg.exchange),
             "routing_key": String::from_utf8_lossy(&m.msg.routing_key),
             "message_count": left,
-            "properties": properties_to_json(&m.msg.properties),
+            "properties": properties_to_json(
+                crate::broker::sender_selected::shown(&m.msg)
+                    .as_ref()
+                    .unwrap_or(&m.msg.properties),
+            ),
             "payload": payload,
             "payload_encoding": enc,
         }));

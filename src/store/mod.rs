@@ -78,6 +78,8 @@ pub struct RecordMeta {
     pub lane: Option<u8>,
     /// The broker dead-lettered this message and wrote its death headers.
     pub dead_lettered: bool,
+    /// The properties keep a `BCC` header that consumers must not see.
+    pub bcc: bool,
 }
 
 /// Where a publish record lives: segment number, byte offset, whole record length (header included).

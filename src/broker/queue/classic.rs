@@ -328,6 +328,9 @@ impl ClassicState {
     /// Returns how many messages went to consumers.
     fn dispatch_round(&mut self, queue: &Arc<Queue>) -> u64 {
         let (mut n, mut now) = (0, 0);
+        // A queue that counts returns records every delivery, not just the first, so its
+        // delivery counts survive a restart (one Option test for other queues).
+        let every = self.features.as_ref().is_some_and(|f| f.count_returns);
         while !self.is_empty() {
             let Some(i) = self.next_consumer() else {
                 return n;
@@ -339,7 +342,8 @@ impl ClassicState {
             // A first delivery to a manual-ack consumer is recorded, so a restart marks it
             // redelivered. No-ack deliveries are settled in the log only once the connection has
             // written them (a delivery that never reaches the socket comes back intact).
-            let first_manual = message.loc.is_some() && !message.redelivered && !c.no_ack;
+            let first_manual =
+                message.loc.is_some() && (!message.redelivered || every) && !c.no_ack;
             let seq = message.seq;
             let ev = ClientEvent::Deliver(Delivery {
                 channel: c.channel,

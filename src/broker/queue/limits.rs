@@ -45,17 +45,23 @@ impl ClassicState {
         {
             return self.discard(queue, m, Reason::DeliveryLimit);
         }
-        let count = i64::from(m.returns);
-        let edited = props_edit::edit(&m.msg.properties, false, |h| {
-            h.insert(
-                ShortString::from("x-delivery-count"),
-                AMQPValue::LongLongInt(count),
-            );
-        });
-        match edited {
-            Ok(p) => m.msg.properties = p,
-            Err(e) => tracing::warn!(queue = %queue.name, "could not set x-delivery-count: {e}"),
-        }
+        show_delivery_count(&mut m);
         self.requeue(m);
+    }
+}
+
+/// Write a message's count of returns into its `x-delivery-count` header (after a return, and
+/// for messages recovered with returns counted before a restart).
+pub fn show_delivery_count(m: &mut QueuedMessage) {
+    let count = i64::from(m.returns);
+    let edited = props_edit::edit(&m.msg.properties, false, |h| {
+        h.insert(
+            ShortString::from("x-delivery-count"),
+            AMQPValue::LongLongInt(count),
+        );
+    });
+    match edited {
+        Ok(p) => m.msg.properties = p,
+        Err(e) => tracing::warn!("could not set x-delivery-count: {e}"),
     }
 }

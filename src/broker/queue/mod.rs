@@ -367,6 +367,7 @@ impl Queue {
             expires,
             lane: (st.lanes.len() > 1).then_some(lane as u8),
             dead_lettered: msg.dead_lettered,
+            bcc: msg.bcc,
         };
         // A quorum queue keeps every message, whatever its delivery mode, as RabbitMQ does.
         let keep = msg.persistent || f.is_some_and(|f| f.quorum);
@@ -421,7 +422,8 @@ impl Queue {
         if let (Some(log), Some(loc)) = (&self.log, m.loc) {
             if no_ack {
                 log.settle(&[m.seq], &[loc]);
-            } else if !m.redelivered {
+            } else if !m.redelivered || st.features.as_ref().is_some_and(|f| f.count_returns) {
+                // Every delivery of a queue counting returns (see dispatch), else the first.
                 log.delivered(&[m.seq]);
             }
         }
