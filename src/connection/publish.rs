@@ -272,19 +272,29 @@ impl Conn {
                 };
             }
         }
+        let mut reply_unroutable = false;
         if ex.is_default() {
             if let Some(token) = reply_token(&msg.routing_key) {
-                // As RabbitMQ: counts as routed whether or not the consumer is still there.
-                ex.stats.inc(Stat::PublishOut);
                 let token = token.to_owned();
-                self.broker.direct_reply.deliver(&token, msg);
-                return (false, 0, false, false);
+                match self.broker.direct_reply.deliver(&token, msg) {
+                    Ok(()) => {
+                        ex.stats.inc(Stat::PublishOut);
+                        return (false, 0, false, false);
+                    }
+                    // No consumer has this token: unroutable (returned when mandatory).
+                    Err(m) => {
+                        msg = m;
+                        reply_unroutable = true;
+                    }
+                }
             }
         }
         let mut targets = std::mem::take(&mut self.route_out);
         targets.clear();
-        self.vhost
-            .route(ex, &msg, &mut targets, &mut self.route_seen);
+        if !reply_unroutable {
+            self.vhost
+                .route(ex, &msg, &mut targets, &mut self.route_seen);
+        }
         if !cc.is_empty() {
             for key in cc {
                 let m = Message {
