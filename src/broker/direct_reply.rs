@@ -57,7 +57,8 @@ impl DirectReply {
     /// Hand a reply to the consumer its routing key names. A token nobody consumes (unknown,
     /// or its consumer gone) gives the message back: it is unroutable, as in RabbitMQ (a
     /// mandatory reply is returned). A consumer whose connection is ending drops it.
-    pub fn deliver(&self, token: &str, message: Message) -> Result<(), Message> {
+    /// Returns the message when it could not be handed on.
+    pub fn deliver(&self, token: &str, message: Message) -> Option<Message> {
         match self.targets.get(token) {
             Some(t) => {
                 let _ = t.tx.send(ClientEvent::Reply {
@@ -65,9 +66,9 @@ impl DirectReply {
                     consumer_id: t.consumer_id,
                     message,
                 });
-                Ok(())
+                None
             }
-            None => Err(message),
+            None => Some(message),
         }
     }
 }

@@ -277,12 +277,12 @@ impl Conn {
             if let Some(token) = reply_token(&msg.routing_key) {
                 let token = token.to_owned();
                 match self.broker.direct_reply.deliver(&token, msg) {
-                    Ok(()) => {
+                    None => {
                         ex.stats.inc(Stat::PublishOut);
                         return (false, 0, false, false);
                     }
                     // No consumer has this token: unroutable (returned when mandatory).
-                    Err(m) => {
+                    Some(m) => {
                         msg = m;
                         reply_unroutable = true;
                     }
