@@ -153,3 +153,23 @@ async fn when_the_high_priority_consumer_cancels_the_lower_one_takes_over() {
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn stream_consumer_arguments_on_a_classic_queue_are_a_406() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "plain").await;
+    let e = consume_args(
+        &ch,
+        "plain",
+        false,
+        args(&[("x-stream-offset", text("first"))]),
+    )
+    .await
+    .expect_err("consume with a stream offset");
+    assert_eq!(
+        close_text(&e),
+        "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue 'plain' in vhost '/' of queue type rabbit_classic_queue"
+    );
+    b.stop().await;
+}

@@ -58,7 +58,8 @@ async fn invalid_arguments_are_406_with_rabbitmq_texts() {
         (
             "x-dead-letter-exchange",
             int(1),
-            format!("invalid arg 'x-dead-letter-exchange' {q}: {{unacceptable_type,long}}"),
+            // Checked by RabbitMQ's channel before the queue's own checks, in its own words.
+            "invalid type 'long' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'".into(),
         ),
         (
             "x-dead-letter-routing-key",
@@ -121,7 +122,9 @@ async fn inequivalent_redeclare_texts_are_rabbitmq_s() {
         (
             vec![("x-max-length", int(10))],
             vec![("x-max-length", s("10"))],
-            format!("invalid arg 'x-max-length' {q}: \"expected integer, got longstr\""),
+            // An existing queue is only compared, not validated again (values of other types
+            // differ even when they print the same).
+            format!("inequivalent arg 'x-max-length' {q}: received '10' but current is '10'"),
         ),
     ];
     for (first, second, text) in cases {

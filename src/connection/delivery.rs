@@ -36,7 +36,12 @@ impl Conn {
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
         let cargs = if q.stream.is_none() {
-            consumer_args(&c.arguments, &q.describe())?
+            let module = if q.queue_type() == "quorum" {
+                "rabbit_quorum_queue"
+            } else {
+                "rabbit_classic_queue"
+            };
+            consumer_args(&c.arguments, &q.describe(), module)?
         } else {
             ConsumerArgs::default()
         };

@@ -51,8 +51,16 @@ fn unacceptable(key: &str, what: &str, v: &AMQPValue) -> AmqpError {
     invalid_arg(key, what, format!("{{unacceptable_type,{}}}", type_name(v)))
 }
 
-/// Parse basic.consume arguments. `what` names the queue (`queue 'q' in vhost '/'`).
-pub fn consumer_args(args: &FieldTable, what: &str) -> AmqpResult<ConsumerArgs> {
+/// Consumer arguments only stream queues take: on another queue type they are a 406.
+const STREAM_ONLY: [&str; 3] = [
+    "x-stream-offset",
+    "x-stream-filter",
+    "x-stream-match-unfiltered",
+];
+
+/// Parse basic.consume arguments of a classic or quorum queue. `what` names the queue
+/// (`queue 'q' in vhost '/'`), `module` its type as RabbitMQ names it (`rabbit_classic_queue`).
+pub fn consumer_args(args: &FieldTable, what: &str, module: &str) -> AmqpResult<ConsumerArgs> {
     let mut out = ConsumerArgs::default();
     if let Some(v) = args.inner().get("x-priority") {
         // RabbitMQ's `check_int_arg` text.
@@ -66,6 +74,11 @@ pub fn consumer_args(args: &FieldTable, what: &str) -> AmqpResult<ConsumerArgs> 
         // RabbitMQ accepts any integer; priorities only compare, so clamping is lossless in
         // practice.
         out.priority = n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    }
+    if let Some(key) = STREAM_ONLY.iter().find(|k| args.inner().contains_key(**k)) {
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for {what} of queue type {module}"
+        )));
     }
     // As RabbitMQ, x-consumer-timeout is not validated: a value that is not a non-negative
     // integer is ignored (the queue's or the broker's timeout applies).
@@ -119,7 +132,12 @@ mod tests {
             AMQPValue::LongUInt(5),
         ] {
             let want = int_value(&v).map(|n| n as i32);
-            let a = consumer_args(&table("x-priority", v), "queue 'q' in vhost '/'").unwrap();
+            let a = consumer_args(
+                &table("x-priority", v),
+                "queue 'q' in vhost '/'",
+                "rabbit_classic_queue",
+            )
+            .unwrap();
             assert_eq!(Some(a.priority), want);
         }
     }
@@ -129,6 +147,7 @@ mod tests {
         let e = consumer_args(
             &table("x-priority", AMQPValue::LongString("high".into())),
             "queue 'q' in vhost '/'",
+            "rabbit_classic_queue",
         )
         .unwrap_err();
         assert_eq!(e.code, 406);
@@ -160,7 +179,12 @@ mod tests {
         assert!(
             check_queue_args(&table("x-consumer-timeout", AMQPValue::LongInt(-5)), what).is_ok()
         );
-        let a = consumer_args(&table("x-consumer-timeout", AMQPValue::LongInt(-5)), what).unwrap();
+        let a = consumer_args(
+            &table("x-consumer-timeout", AMQPValue::LongInt(-5)),
+            what,
+            "rabbit_classic_queue",
+        )
+        .unwrap();
         assert_eq!(a.timeout_ms, None);
         assert!(single_active(&table(
             "x-single-active-consumer",

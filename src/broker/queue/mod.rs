@@ -411,21 +411,32 @@ impl Queue {
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         self.touch();
         let mut st = self.state.lock();
-        let Some(m) = st.pop_live(self, &mut 0) else {
+        let Some(mut m) = st.pop_live(self, &mut 0) else {
             self.unlock(st);
             self.stats.inc(Stat::GetEmpty);
             return None;
         };
+        let counts = st.features.as_ref().is_some_and(|f| f.count_returns);
+        if counts && m.returns == 0 {
+            // RabbitMQ's basic.get on a quorum queue always shows the count, 0 the first time
+            // (a consumer's first delivery has no header).
+            limits::show_delivery_count(&mut m);
+        }
         if !no_ack {
             st.unacked += 1;
         }
         if let (Some(log), Some(loc)) = (&self.log, m.loc) {
             if no_ack {
                 log.settle(&[m.seq], &[loc]);
-            } else if !m.redelivered || st.features.as_ref().is_some_and(|f| f.count_returns) {
+            } else if !m.redelivered || counts {
                 // Every delivery of a queue counting returns (see dispatch), else the first.
                 log.delivered(&[m.seq]);
             }
+        }
+        // As RabbitMQ, basic.get drops the expired messages that the one taken uncovered, so
+        // the count left is of live messages.
+        if st.ttl_seen {
+            st.expire_heads(self, ttl::now_ms());
         }
         let left = u32::try_from(st.len()).unwrap_or(u32::MAX);
         st.check_low(self, 1);

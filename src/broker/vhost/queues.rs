@@ -53,7 +53,8 @@ impl VHost {
             server_named,
         };
         let what = format!("queue '{name}' in vhost '{}'", self.name);
-        args::validate(&what, &opts.arguments, &flags)?;
+        // As RabbitMQ, an existing queue is only compared with the declare (its arguments are
+        // not validated again); a new one has its arguments checked first.
         if let Some(q) = self.queue(&name) {
             check_owner(&q, conn)?;
             let o = &q.options;
@@ -120,6 +121,17 @@ impl VHost {
             }
             return Ok(declared(&q));
         }
+        // RabbitMQ's channel checks the dead-letter exchange's type before the queue's own
+        // argument checks, with a text of its own.
+        if let Some(v) = opts.arguments.inner().get("x-dead-letter-exchange") {
+            if !matches!(v, AMQPValue::LongString(_)) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid type '{}' for arg 'x-dead-letter-exchange' in {what}",
+                    crate::broker::queue::consumer_opts::type_name(v)
+                )));
+            }
+        }
+        args::validate(&what, &opts.arguments, &flags)?;
         let max = self.limits.max_queues();
         if max >= 0 && self.queues.len() as i64 >= max {
             return Err(AmqpError::precondition_failed(format!(
