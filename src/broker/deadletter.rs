@@ -8,7 +8,8 @@
 //! `original-expiration`), `BCC` is removed. Death headers a publisher set are not interpreted
 //! (only the broker's own count). A message that would come back to a queue it already died in,
 //! with no rejection in between, is dropped to break the cycle. A missing dead-letter exchange or
-//! no matching binding drops the message.
+//! no matching binding drops the message. A dead letter with `x-delay` sent to an
+//! `x-delayed-message` exchange is held until its time, as the plugin does.
 
 use crate::broker::message::Message;
 use crate::broker::queue::classic::Dead;
@@ -255,6 +256,16 @@ pub fn route(queue: &Arc<Queue>, dead: Vec<Dead>, dlx: &Bytes, dlrk: Option<&Byt
                 continue;
             }
         };
+        // An x-delayed-message exchange delays in its routing step, which dead-lettering goes
+        // through too (as the plugin's route callback): a dead letter with x-delay is held.
+        if let Some(held) = ex.delayed() {
+            if let Some(delay) = crate::broker::exchange::delayed::delay_of(&l.msg.properties) {
+                if let Err(e) = held.hold(l.msg, delay) {
+                    tracing::error!(exchange = %ex.name, "could not hold a dead letter: {e}");
+                }
+                continue;
+            }
+        }
         targets.clear();
         for key in &l.keys {
             let probe = Message {
