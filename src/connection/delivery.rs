@@ -69,6 +69,7 @@ impl Conn {
                 queue: q.clone(),
                 no_ack: c.no_ack,
                 timeout_ms,
+                own_timeout: cargs.timeout_ms,
             },
         );
         let added = match &q.stream {
@@ -199,7 +200,6 @@ impl Conn {
                 consumer: None,
                 message: m,
                 delivered_ms: now_ms,
-                timeout_ms,
             });
             ch.info.unacked.store(
                 ch.unacked.len() as u64,
@@ -300,6 +300,10 @@ impl Conn {
                 consumer_id,
                 message,
             } => self.deliver_reply(channel, consumer_id, message),
+            ClientEvent::PoliciesChanged => {
+                self.touch_clock();
+                self.check_consumer_timeouts();
+            }
             ClientEvent::Close { code, text } => {
                 let e = AmqpError {
                     scope: crate::error::Scope::Connection,
@@ -375,7 +379,6 @@ impl Conn {
                 consumer: Some(d.consumer_id),
                 message: d.message,
                 delivered_ms: self.now_ms,
-                timeout_ms,
             });
             info.unacked
                 .store(unacked.len() as u64, std::sync::atomic::Ordering::Relaxed);

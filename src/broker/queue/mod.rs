@@ -513,11 +513,26 @@ impl Queue {
     }
 
     /// The queue's delivery acknowledgement timeout (`x-consumer-timeout`, or the
-    /// `consumer-timeout` policy key), ms; None: the broker default applies.
+    /// `consumer-timeout` policy key; the lower when both are set, as RabbitMQ's
+    /// `args_policy_lookup` with `min`), ms; None: the broker default applies.
     pub fn consumer_timeout(&self) -> Option<u64> {
-        self.effective_arg("x-consumer-timeout")
+        let own = self
+            .options
+            .arguments
+            .inner()
+            .get("x-consumer-timeout")
+            .and_then(consumer_opts::timeout_ms);
+        let policy = self
+            .policy
+            .read()
             .as_ref()
-            .and_then(consumer_opts::timeout_ms)
+            .and_then(|p| p.get("consumer-timeout"))
+            .as_ref()
+            .and_then(consumer_opts::timeout_ms);
+        match (own, policy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The effective value of an optional argument: the queue's own `key` argument (`x-…`) if
