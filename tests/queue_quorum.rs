@@ -344,3 +344,55 @@ async fn the_http_api_reports_the_quorum_type() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn consuming_with_a_global_prefetch_is_refused_with_540() {
+    // RabbitMQ: quorum queues have no channel-wide limiter; a consumer on a channel with a
+    // global prefetch closes the connection (Celery turns global QoS off for quorum queues).
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(&ch, "gq", &[]).await;
+    within(5, ch.basic_qos(10, BasicQosOptions { global: true }))
+        .await
+        .expect("basic.qos");
+    let r = within(
+        5,
+        ch.basic_consume(
+            "gq".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await;
+    expect_close(
+        r,
+        540,
+        "NOT_IMPLEMENTED - queue 'gq' in vhost '/' does not support global qos",
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn basic_get_on_a_single_active_consumer_quorum_queue_is_405() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_quorum(
+        &ch,
+        "sacq",
+        &[("x-single-active-consumer", AMQPValue::Boolean(true))],
+    )
+    .await;
+    let r = within(
+        5,
+        ch.basic_get("sacq".into(), BasicGetOptions { no_ack: true }),
+    )
+    .await;
+    expect_close(
+        r,
+        405,
+        "RESOURCE_LOCKED - cannot obtain access to locked queue 'sacq' in vhost '/'. basic.get \
+         operations are not supported by quorum queues with single active consumer",
+    );
+    b.stop().await;
+}

@@ -266,6 +266,14 @@ async fn headers_binding_with_invalid_x_match_is_406() {
         ),
     )
     .await;
-    expect_code(r, 406);
+    // RabbitMQ's text, the value printed as an Erlang binary.
+    let e = r.expect_err("bind with x-match=some");
+    assert_eq!(
+        crate::common::features::close_of(&e),
+        (
+            406,
+            "PRECONDITION_FAILED - Invalid x-match field value <<\"some\">>; expected all, any, all-with-x, or any-with-x".to_string()
+        )
+    );
     b.stop().await;
 }

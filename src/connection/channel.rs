@@ -83,6 +83,8 @@ pub struct Channel {
     pub unacked: VecDeque<Unacked>,
     pub consumers: HashMap<u64, ChannelConsumer>,
     pub prefetch: u16,
+    /// The last basic.qos was `global` with a limit: quorum queues refuse consumers then (540).
+    pub global_qos: bool,
     pub confirm: bool,
     /// `tx.select` was sent: the uncommitted publishes and settlements.
     pub tx: Option<Box<super::tx::Tx>>,

@@ -35,6 +35,14 @@ impl Conn {
         };
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
+        if self.ch(chan)?.global_qos && q.queue_type() == "quorum" {
+            // RabbitMQ: a quorum queue has no channel-wide limiter (Celery turns global QoS
+            // off for quorum queues because of this error).
+            return Err(AmqpError::not_implemented(format!(
+                "{} does not support global qos",
+                q.describe()
+            )));
+        }
         let cargs = if q.stream.is_none() {
             let module = if q.queue_type() == "quorum" {
                 "rabbit_quorum_queue"
@@ -152,6 +160,13 @@ impl Conn {
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(
                 "basic.get not supported by stream {}",
+                q.describe()
+            )));
+        }
+        if q.queue_type() == "quorum" && q.single_active() {
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain access to locked {}. basic.get operations are not supported by \
+                 quorum queues with single active consumer",
                 q.describe()
             )));
         }

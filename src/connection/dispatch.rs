@@ -553,6 +553,7 @@ impl Conn {
                 // its running consumer to see it).
                 let ch = self.ch(chan)?;
                 ch.prefetch = q.prefetch_count;
+                ch.global_qos = q.global && q.prefetch_count > 0;
                 ch.info
                     .prefetch
                     .store(q.prefetch_count, std::sync::atomic::Ordering::Relaxed);

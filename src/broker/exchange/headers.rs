@@ -55,8 +55,9 @@ pub fn parse_x_match(args: &FieldTable) -> Result<XMatch, String> {
         b"any" => Ok(XMatch::Any),
         b"all-with-x" => Ok(XMatch::AllWithX),
         b"any-with-x" => Ok(XMatch::AnyWithX),
+        // RabbitMQ's text, with the value as Erlang prints a binary (`<<"some">>`).
         other => Err(format!(
-            "x-match field value {:?} is invalid; expected all, any, all-with-x, or any-with-x",
+            "Invalid x-match field value <<{:?}>>; expected all, any, all-with-x, or any-with-x",
             String::from_utf8_lossy(other)
         )),
     }
