@@ -396,3 +396,31 @@ async fn basic_get_on_a_single_active_consumer_quorum_queue_is_405() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn reject_publish_takes_the_message_that_overflows_then_refuses_until_80_percent() {
+    // RabbitMQ's rabbit_fifo: a quorum queue refuses publishes once it is over its limit (the
+    // message that put it over was taken) and accepts again at 80% of the limit.
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    let extra = [
+        ("x-max-length", int(5)),
+        ("x-overflow", s("reject-publish")),
+    ];
+    declare_quorum(&ch, "capped", &extra).await;
+    confirm_mode(&ch).await;
+    for i in 0..6 {
+        assert!(
+            send_confirmed(&ch, "capped", &format!("m{i}"), BasicProperties::default()).await,
+            "m{i} refused"
+        );
+    }
+    assert!(!send_confirmed(&ch, "capped", "m6", BasicProperties::default()).await);
+    assert_eq!(count(&ch, "capped").await, 6);
+    // 5 left: still above 80% of 5 (4).
+    get(&ch, "capped").await.expect("m0");
+    assert!(!send_confirmed(&ch, "capped", "m7", BasicProperties::default()).await);
+    get(&ch, "capped").await.expect("m1");
+    assert!(send_confirmed(&ch, "capped", "m8", BasicProperties::default()).await);
+    b.stop().await;
+}

@@ -81,6 +81,9 @@ pub struct ClassicState {
     pub dead: Vec<Dead>,
     /// A message with an expiry entered the queue at some point: expiry checks look at
     /// paged-out heads too (only then are they read back early).
+    /// A quorum queue with reject-publish went over its limit and refuses publishes until it
+    /// is back under 80% of it (`limits::would_overflow`).
+    pub rejecting: bool,
     pub ttl_seen: bool,
     /// TTL, limits, dead-lettering, quorum semantics (None: a plain queue). Here, under the
     /// lock the publish path takes anyway, because a policy may replace them.
@@ -107,6 +110,7 @@ impl ClassicState {
             delivered: Vec::new(),
             dead: Vec::new(),
             ttl_seen: false,
+            rejecting: false,
             features: None,
         }
     }

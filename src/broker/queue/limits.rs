@@ -15,11 +15,30 @@ use amq_protocol::types::{AMQPValue, ShortString};
 impl ClassicState {
     /// Would `msg` take the queue past a length limit? (reject-publish decides before the
     /// message is enqueued, even when a consumer could take it at once, as RabbitMQ does.)
-    pub fn would_overflow(&self, f: &Features, msg: &Message) -> bool {
+    /// A quorum queue works as RabbitMQ's `rabbit_fifo`: it takes the message that puts it over
+    /// its limit, then refuses until it is back at 80% of the limit.
+    pub fn would_overflow(&mut self, f: &Features, msg: &Message) -> bool {
         let len = self.len() as u64 + 1;
         let bytes = self.bytes() + msg.size();
-        f.max_length.is_some_and(|max| len > max)
-            || f.max_length_bytes.is_some_and(|max| bytes > max)
+        let over = f.max_length.is_some_and(|max| len > max)
+            || f.max_length_bytes.is_some_and(|max| bytes > max);
+        if !f.quorum {
+            return over;
+        }
+        if self.rejecting {
+            let soft = |max: u64| (max as f64 * 0.8) as u64;
+            let below = f
+                .max_length
+                .is_none_or(|max| self.len() as u64 <= soft(max))
+                && f.max_length_bytes
+                    .is_none_or(|max| self.bytes() <= soft(max));
+            if !below {
+                return true;
+            }
+            self.rejecting = false;
+        }
+        self.rejecting = over;
+        false
     }
 
     /// drop-head: remove messages from the head until the queue is within its limits; each is
