@@ -29,9 +29,9 @@ impl ClassicState {
             let soft = |max: u64| (max as f64 * 0.8) as u64;
             let below = f
                 .max_length
-                .is_none_or(|max| self.len() as u64 <= soft(max))
+                .map_or(true, |max| self.len() as u64 <= soft(max))
                 && f.max_length_bytes
-                    .is_none_or(|max| self.bytes() <= soft(max));
+                    .map_or(true, |max| self.bytes() <= soft(max));
             if !below {
                 return true;
             }
