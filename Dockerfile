@@ -35,8 +35,9 @@ ENV WARREN_CONFIG=/etc/warren/config.toml \
 USER warren:warren
 WORKDIR /var/lib/warren
 VOLUME /var/lib/warren
-# 5672: AMQP 0-9-1; 15672: HTTP stats/management (served from a later release).
-EXPOSE 5672 15672
+# 5672: AMQP 0-9-1; 15672: HTTP management API, /metrics and the dashboard; 5671: AMQP over
+# TLS when [tls] in the config has a certificate.
+EXPOSE 5672 15672 5671
 # SIGTERM closes every connection with 320 CONNECTION_FORCED and exits 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/warren"]

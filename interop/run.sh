@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Interop: runs the pika (Python), amqplib (Node) and Celery (a real worker) scripts against a
-# freshly built warren.
+# Interop: runs the pika (Python), amqplib (Node), Celery (a real worker) and other Python
+# framework (dramatiq, aio-pika, kombu) scripts, and RabbitMQ's own rabbitmqadmin CLI against the
+# HTTP API, against a freshly built warren.
 #
-# Installs the clients when missing (pika and celery from interop/python/requirements.txt and
-# interop/celery/requirements.txt into a venv under target/interop/, amqplib with `npm ci` from
+# Installs the clients when missing (pika, celery, dramatiq, aio-pika and kombu from
+# interop/{python,celery,frameworks}/requirements.txt into a venv under target/interop/, amqplib with `npm ci` from
 # interop/node/package-lock.json), builds the debug broker, starts it on a free loopback port with
 # a temporary data dir, runs the scripts, stops the broker with SIGTERM (which must exit 0), and
 # exits non-zero if anything failed.
 #
-# Environment: PYTHON (default python3), WARREN_BIN (a broker binary to use instead of building
+# rabbitmqadmin (MPL-2.0, RabbitMQ's) is not kept in this repository: the one on PATH is used,
+# else the copy in Debian's rabbitmq-server package, downloaded with `apt-get download` and
+# unpacked under target/interop/ (not installed: no RabbitMQ runs).
+#
+# Environment: PYTHON (default python3), RABBITMQADMIN (a rabbitmqadmin script to use), WARREN_BIN (a broker binary to use instead of building
 # target/debug/warren), WARREN_INTEROP_LOG (broker log filter, default warn),
 # INTEROP_TIMEOUT (seconds per script, default 120).
 set -euo pipefail
@@ -37,28 +42,52 @@ mkdir -p "$WORK"
 # pika and celery: a venv of our own if it has both, else an interpreter that already has them,
 # else the venv (created if needed; where venvs cannot be made, the interpreter itself) with
 # whatever is missing installed.
-PY_MODULES='import pika, celery'
+PY_MODULES='import pika, celery, dramatiq, aio_pika, kombu'
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$PY_MODULES" 2>/dev/null; then
     PY="$VENV/bin/python"
 elif "$PYTHON" -c "$PY_MODULES" 2>/dev/null; then
     PY="$PYTHON"
 else
-    say "installing pika and celery"
+    say "installing pika, celery, dramatiq, aio-pika and kombu"
     if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
         PY="$VENV/bin/python"
     else
         PY="$PYTHON"
     fi
     "$PY" -m pip install --quiet --disable-pip-version-check -r interop/python/requirements.txt \
-        -r interop/celery/requirements.txt || die "pip install of pika and celery failed"
+        -r interop/celery/requirements.txt -r interop/frameworks/requirements.txt ||
+        die "pip install of the Python clients failed"
 fi
-"$PY" -c "$PY_MODULES" || die "pika or celery is not importable with $PY"
+"$PY" -c "$PY_MODULES" || die "a Python client is not importable with $PY"
 
 command -v node >/dev/null || die "node is not installed"
 if [ ! -f interop/node/node_modules/amqplib/channel_api.js ]; then
     say "installing amqplib (npm ci)"
     (cd interop/node && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
 fi
+
+# rabbitmqadmin: a stdlib-only Python script.
+RMQADMIN="${RABBITMQADMIN:-}"
+RMQ_DEB_DIR="$WORK/rabbitmq-server"
+if [ -z "$RMQADMIN" ] && command -v rabbitmqadmin >/dev/null; then
+    RMQADMIN="$(command -v rabbitmqadmin)"
+fi
+if [ -z "$RMQADMIN" ] && [ -f "$RMQ_DEB_DIR/usr/bin/rabbitmqadmin" ]; then
+    RMQADMIN="$RMQ_DEB_DIR/usr/bin/rabbitmqadmin"
+fi
+if [ -z "$RMQADMIN" ]; then
+    command -v apt-get >/dev/null || die "rabbitmqadmin not found and apt-get not available (set RABBITMQADMIN)"
+    say "fetching rabbitmqadmin from Debian's rabbitmq-server package"
+    rm -rf "$WORK/deb" && mkdir -p "$WORK/deb"
+    if ! (cd "$WORK/deb" && apt-get download rabbitmq-server >/dev/null 2>&1); then
+        apt-get update >/dev/null 2>&1 || true
+        (cd "$WORK/deb" && apt-get download rabbitmq-server >/dev/null) ||
+            die "apt-get download rabbitmq-server failed"
+    fi
+    dpkg-deb -x "$WORK"/deb/rabbitmq-server_*.deb "$RMQ_DEB_DIR" || die "dpkg-deb -x failed"
+    RMQADMIN="$RMQ_DEB_DIR/usr/bin/rabbitmqadmin"
+fi
+[ -f "$RMQADMIN" ] || die "no rabbitmqadmin at $RMQADMIN"
 
 # --- broker --------------------------------------------------------------------------------
 if [ -z "${WARREN_BIN:-}" ]; then
@@ -104,7 +133,8 @@ except OSError:
 PORT=""
 for attempt in 1 2 3; do
     candidate="$(free_port)"
-    "$BIN" serve --bind 127.0.0.1 --port "$candidate" --http-port 0 --data-dir "$DATA_DIR" \
+    HTTP_PORT="$(free_port)"
+    "$BIN" serve --bind 127.0.0.1 --port "$candidate" --http-port "$HTTP_PORT" --data-dir "$DATA_DIR" \
         --log-level "$LOG_LEVEL" >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 1 100); do
@@ -125,7 +155,11 @@ for attempt in 1 2 3; do
     BROKER_PID=""
 done
 [ -n "$PORT" ] || die "could not start warren"
-say "warren (pid $BROKER_PID) listening on 127.0.0.1:$PORT"
+for _ in $(seq 1 50); do
+    port_open "$HTTP_PORT" && break
+    sleep 0.1
+done
+say "warren (pid $BROKER_PID) listening on 127.0.0.1:$PORT (HTTP $HTTP_PORT)"
 
 export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
 
@@ -165,6 +199,9 @@ run_suite() {
 run_suite interop-pika "$PY" interop/python/test_pika.py
 run_suite interop-amqplib node interop/node/test_amqplib.js
 run_suite interop-celery "$PY" interop/celery/test_celery.py
+run_suite interop-frameworks "$PY" interop/frameworks/test_frameworks.py
+export HTTP_PORT RABBITMQADMIN="$RMQADMIN"
+run_suite interop-rabbitmqadmin "$PY" interop/rabbitmqadmin/test_rabbitmqadmin.py
 
 # --- graceful shutdown ---------------------------------------------------------------------
 if is_running "$BROKER_PID"; then

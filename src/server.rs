@@ -81,6 +81,9 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         Some((l, _)) => Some(l.local_addr()?),
         None => None,
     };
+    if let Some(a) = tls_addr {
+        tracing::info!("listening on {a} (AMQP 0-9-1 over TLS, amqps://)");
+    }
     let http_bind = config
         .http
         .bind

@@ -1,6 +1,6 @@
 //! Who may use the HTTP API: basic auth against warren's users, and RabbitMQ's management tags
 //! (no tag: 401 "Not management user"; monitoring reads but does not change; management sees
-//! only its own vhosts and connections; administrator-only resources are 403 for others).
+//! only its own vhosts and connections; administrator-only resources are 401 "not_authorised" for others, as in RabbitMQ).
 
 use crate::common;
 
@@ -73,11 +73,11 @@ async fn monitoring_reads_everything_but_changes_nothing() {
     );
     assert_eq!(w.get("/api/nodes").await.status, 200);
     let r = w.delete("/api/queues/other/q").await;
-    assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(w.put("/api/queues/%2F/x", json!({})).await.status, 403);
-    assert_eq!(w.delete("/api/queues/other/q/contents").await.status, 403);
-    assert_eq!(w.get("/api/users").await.status, 403);
-    assert_eq!(w.get("/api/definitions").await.status, 403);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(w.put("/api/queues/%2F/x", json!({})).await.status, 401);
+    assert_eq!(w.delete("/api/queues/other/q/contents").await.status, 401);
+    assert_eq!(w.get("/api/users").await.status, 401);
+    assert_eq!(w.get("/api/definitions").await.status, 401);
     assert_eq!(admin.get("/api/queues/other/q").await.status, 200);
 }
 
@@ -96,18 +96,18 @@ async fn management_users_see_only_their_vhosts() {
         .map(|q| q["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("mine")]);
-    assert_eq!(dev.get("/api/queues/other/secret").await.status, 403);
-    assert_eq!(dev.get("/api/queues/other").await.status, 403);
+    assert_eq!(dev.get("/api/queues/other/secret").await.status, 401);
+    assert_eq!(dev.get("/api/queues/other").await.status, 401);
     let vhosts = dev.get("/api/vhosts").await.json();
     assert_eq!(vhosts.as_array().unwrap().len(), 1);
     assert_eq!(dev.put("/api/queues/%2F/new", json!({})).await.status, 201);
     assert_eq!(
         dev.put("/api/queues/other/new", json!({})).await.status,
-        403
+        401
     );
-    assert_eq!(dev.get("/api/users").await.status, 403);
-    assert_eq!(dev.get("/api/permissions").await.status, 403);
-    assert_eq!(dev.put("/api/vhosts/mine", json!({})).await.status, 403);
+    assert_eq!(dev.get("/api/users").await.status, 401);
+    assert_eq!(dev.get("/api/permissions").await.status, 401);
+    assert_eq!(dev.put("/api/vhosts/mine", json!({})).await.status, 401);
     assert_eq!(
         dev.get("/api/whoami").await.json()["tags"],
         json!(["management"])

@@ -19,9 +19,12 @@ async fn declare_show_and_delete_an_exchange() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
-        http.put("/api/exchanges/%2F/logs", json!({"type": "topic"}))
-            .await
-            .status,
+        http.put(
+            "/api/exchanges/%2F/logs",
+            json!({"type": "topic", "durable": true})
+        )
+        .await
+        .status,
         204
     );
     assert_eq!(
@@ -30,8 +33,11 @@ async fn declare_show_and_delete_an_exchange() {
             .status,
         400
     );
+    // Durable is not the default: the same declaration without it is inequivalent.
     assert_eq!(
-        http.put("/api/exchanges/%2F/x", json!({})).await.status,
+        http.put("/api/exchanges/%2F/logs", json!({"type": "topic"}))
+            .await
+            .status,
         400
     );
     assert_eq!(
@@ -44,7 +50,7 @@ async fn declare_show_and_delete_an_exchange() {
         http.put("/api/exchanges/%2F/amq.mine", json!({"type": "direct"}))
             .await
             .status,
-        403
+        401
     );
     let e = http.get("/api/exchanges/%2F/logs").await.json();
     assert_eq!(e["type"], "topic");
@@ -60,7 +66,7 @@ async fn declare_show_and_delete_an_exchange() {
     assert_eq!(http.delete("/api/exchanges/%2F/logs").await.status, 404);
     assert_eq!(
         http.delete("/api/exchanges/%2F/amq.direct").await.status,
-        403
+        401
     );
 }
 
@@ -143,7 +149,7 @@ async fn bindings_by_properties_key() {
         http.post("/api/bindings/%2F/e/amq.default/q/q", json!({}))
             .await
             .status,
-        403
+        401
     );
 }
 
@@ -272,4 +278,18 @@ async fn publish_through_the_api_reaches_amqp_consumers() {
     })
     .await;
     assert_eq!(e["message_stats"]["publish_out"], 1);
+}
+
+/// A bare body declares what RabbitMQ declares: a transient direct exchange.
+#[tokio::test]
+async fn a_bare_exchange_body_is_a_transient_direct_exchange() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let r = http.put("/api/exchanges/%2F/bare", json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let e = http.get("/api/exchanges/%2F/bare").await.json();
+    assert_eq!(e["type"], "direct");
+    assert_eq!(e["durable"], false);
+    assert_eq!(e["incoming"], json!([]));
+    assert_eq!(e["outgoing"], json!([]));
 }

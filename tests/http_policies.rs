@@ -66,7 +66,7 @@ async fn a_policy_set_over_http_applies_to_matching_queues_at_once() {
 }
 
 #[tokio::test]
-async fn bad_policies_are_400_and_plain_users_403() {
+async fn bad_policies_are_400_and_plain_users_401() {
     let b = Broker::start().await;
     let http = b.http();
     let bad = [
@@ -107,7 +107,7 @@ async fn bad_policies_are_400_and_plain_users_403() {
             json!({"pattern": ".*", "definition": {"max-length": 1}}),
         )
         .await;
-    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.status, 401, "{}", r.body);
     http.put(
         "/api/users/pm",
         json!({"password": "pw", "tags": "policymaker"}),

@@ -66,7 +66,7 @@ async fn bad_bodies_and_missing_queues() {
         .await;
     assert_eq!(r.status, 400);
     let r = http.put("/api/queues/%2F/amq.q", json!({})).await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 401);
     let r = http
         .put("/api/queues/%2F/q", json!({"exclusive": true}))
         .await;

@@ -647,7 +647,7 @@ async fn the_http_api_checks_a_management_user_s_permissions() {
     let r = mgr.put("/api/queues/%2F/mgr.q", json!({})).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let r = mgr.put("/api/queues/%2F/jobs", json!({})).await;
-    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.status, 401, "{}", r.body);
     assert!(
         r.json()["reason"]
             .as_str()
@@ -660,7 +660,7 @@ async fn the_http_api_checks_a_management_user_s_permissions() {
     let r = mgr
         .post("/api/exchanges/%2F/amq.default/publish", publish)
         .await;
-    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("exchange 'amq.default'"), "{}", r.body);
     let r = mgr
         .post(
@@ -668,14 +668,14 @@ async fn the_http_api_checks_a_management_user_s_permissions() {
             json!({"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}),
         )
         .await;
-    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.status, 401, "{}", r.body);
     let r = mgr
         .post(
             "/api/bindings/%2F/e/amq.direct/q/mgr.q",
             json!({"routing_key": "k"}),
         )
         .await;
-    assert_eq!(r.status, 403, "read on amq.direct is missing: {}", r.body);
+    assert_eq!(r.status, 401, "read on amq.direct is missing: {}", r.body);
     // Administrators are not held to patterns over the API (they can change them anyway).
     assert_eq!(
         http.put("/api/queues/%2F/jobs", json!({})).await.status,

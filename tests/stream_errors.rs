@@ -1,8 +1,9 @@
 //! What streams refuse, with RabbitMQ's reply codes: a stream that is not durable, or is
-//! exclusive or auto-delete (406); a consumer without a prefetch or with no-ack (406); an invalid
-//! `x-stream-offset`, `x-stream-filter`, `x-max-age`, `x-max-length-bytes` or segment size (406);
-//! basic.get and queue.purge (540, a hard error: the connection closes). After a channel error
-//! the stream still works.
+//! exclusive or auto-delete (406); an argument streams do not take, such as `x-max-length` (406);
+//! a consumer without a prefetch (406); an invalid `x-stream-offset`, `x-stream-filter`,
+//! `x-max-age`, `x-max-length-bytes` or segment size (406); no-ack consumers, basic.get and
+//! queue.purge (540, a hard error: the connection closes). After a channel error the stream
+//! still works. Texts are RabbitMQ 4's.
 use crate::common;
 use crate::stream_support;
 
@@ -146,10 +147,111 @@ async fn consuming_without_a_prefetch_is_406() {
 }
 
 #[tokio::test]
-async fn consuming_with_no_ack_is_406() {
+async fn a_global_prefetch_alone_is_not_a_consumer_prefetch() {
     let (b, _c, _ch) = with_stream().await;
-    expect_code(consume_with(&b, 10, true, &[]).await, 406);
+    let (_c2, ch2) = b.channel().await;
+    let global = BasicQosOptions { global: true };
+    within(5, ch2.basic_qos(10, global)).await.expect("qos");
+    let r = within(
+        5,
+        ch2.basic_consume(
+            "s".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await;
+    let text = r.as_ref().map(|_| ()).unwrap_err().to_string();
+    assert!(
+        text.contains("consumer prefetch count is not set for stream queue 's' in vhost '/'"),
+        "{text}"
+    );
+    // A consumer prefetch as well: accepted.
+    let (_c3, ch3) = b.channel().await;
+    within(5, ch3.basic_qos(10, global)).await.expect("qos");
+    within(5, ch3.basic_qos(5, BasicQosOptions::default()))
+        .await
+        .expect("qos");
+    within(
+        5,
+        ch3.basic_consume(
+            "s".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume with a consumer prefetch");
     still_works(&b).await;
+    stop_broker(b).await;
+}
+
+#[tokio::test]
+async fn consuming_with_no_ack_is_540_and_closes_the_connection() {
+    let (b, _c, _ch) = with_stream().await;
+    let (c2, ch2) = b.channel().await;
+    within(5, ch2.basic_qos(10, BasicQosOptions::default()))
+        .await
+        .expect("qos");
+    let opts = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let r = within(
+        5,
+        ch2.basic_consume("s".into(), "".into(), opts, FieldTable::default()),
+    )
+    .await;
+    let text = r.as_ref().map(|_| ()).unwrap_err().to_string();
+    assert!(
+        text.contains("automatic acknowledgement not supported by stream queue 's' in vhost '/'"),
+        "{text}"
+    );
+    hard_540(r, &c2).await;
+    still_works(&b).await;
+    stop_broker(b).await;
+}
+
+#[tokio::test]
+async fn arguments_streams_do_not_take_are_406_with_rabbitmq_text() {
+    let b = start_broker().await;
+    for k in [
+        "x-max-length",
+        "x-message-ttl",
+        "x-max-priority",
+        "x-expires",
+    ] {
+        let (_c, ch) = b.channel().await;
+        let r = declare_with(&ch, "bad", durable(), &[(k, AMQPValue::LongInt(5))]).await;
+        let text = r.as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(
+            text.contains(&format!(
+                "invalid arg '{k}' for queue 'bad' in vhost '/' of queue type rabbit_stream_queue"
+            )),
+            "{k}: {text}"
+        );
+        expect_code(r, 406);
+    }
+    refused_406(&b, durable(), &[("x-dead-letter-exchange", s("dlx"))]).await;
+    stop_broker(b).await;
+}
+
+#[tokio::test]
+async fn an_exclusive_stream_names_the_exclusive_owner_property() {
+    let b = start_broker().await;
+    let (_c, ch) = b.channel().await;
+    let opts = QueueDeclareOptions {
+        exclusive: true,
+        ..durable()
+    };
+    let r = declare_with(&ch, "bad", opts, &[]).await;
+    let text = r.unwrap_err().to_string();
+    assert!(
+        text.contains("invalid property 'exclusive-owner' for queue 'bad' in vhost '/'"),
+        "{text}"
+    );
     stop_broker(b).await;
 }
 

@@ -4,12 +4,18 @@ under CELERY_STATE_DIR so the test can see attempts and redeliveries.
 
 Results go to Celery's file-system backend under CELERY_STATE_DIR: it needs no other service and,
 unlike rpc://, supports chords (through the chord_unlock task, which polls with retries over the
-broker)."""
+broker).
+
+Besides the classic default queue, the worker consumes a quorum queue behind a topic exchange,
+which makes Celery 5.5 use RabbitMQ's "native delayed delivery" for countdowns sent there: a
+chain of 28 quorum queues with per-queue TTLs dead-lettering into each other through topic
+exchanges (celery_delayed_27 … celery_delayed_0)."""
 
 import os
 import time
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 STATE = os.environ.get("CELERY_STATE_DIR", "/tmp/warren-celery")
@@ -25,6 +31,16 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     task_default_queue="warren-interop",
     result_expires=600,
+    task_queues=[
+        Queue("warren-interop", Exchange("warren-interop"), routing_key="warren-interop"),
+        Queue(
+            "warren-interop-qq",
+            Exchange("warren-interop-qq", type="topic"),
+            routing_key="warren-interop-qq",
+            queue_arguments={"x-queue-type": "quorum"},
+        ),
+    ],
+    worker_detect_quorum_queues=True,
 )
 
 

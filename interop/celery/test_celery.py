@@ -3,7 +3,8 @@
 
 Starts `celery worker` (solo pool, prefetch 1, acks_late) as a child process against AMQP_URL and
 checks what task-queue users rely on: a task round trip, retries with a countdown, a group, a
-chord (file-system result backend), and a worker killed with SIGKILL in the middle of an
+chord (file-system result backend), a countdown on a quorum queue through Celery 5.5's native
+delayed delivery (quorum queues with TTLs dead-lettering into each other), and a worker killed with SIGKILL in the middle of an
 acks_late task whose message the broker then redelivers to a new worker, which completes it.
 Exits 0 when every test passed; the last line is always "interop-celery: N passed, M failed".
 """
@@ -102,6 +103,28 @@ def group_of_tasks():
 def chord_of_tasks():
     res = chord(tasks.add.s(i, 10) for i in range(4))(tasks.tsum.s()).get(timeout=WAIT)
     check(res == 46, f"chord result {res}")
+
+
+@test
+def native_delayed_delivery_on_a_quorum_queue():
+    import pika
+
+    start = time.time()
+    r = tasks.add.apply_async((20, 22), queue="warren-interop-qq", countdown=2)
+    check(r.get(timeout=WAIT) == 42, "add(20, 22) != 42")
+    took = time.time() - start
+    check(took >= 1.9, f"a 2 s countdown took only {took:.2f} s")
+    # The worker set up the delay chain on the broker (else Celery falls back to holding the
+    # message in the worker): its queues exist and are quorum queues.
+    conn = pika.BlockingConnection(pika.URLParameters(tasks.AMQP_URL))
+    try:
+        ch = conn.channel()
+        for level in (0, 27):
+            ch.queue_declare(f"celery_delayed_{level}", passive=True)
+    finally:
+        conn.close()
+    log = open(os.path.join(STATE, "first.log")).read()
+    check("Failed to setup delayed delivery" not in log, "the worker could not set up delayed delivery")
 
 
 @test

@@ -75,6 +75,8 @@ pub struct ConnectionInfo {
     pub closed_channels: MsgStats,
     /// recv_oct, send_oct samples.
     pub rates: Rates,
+    /// Channels opened on this connection so far (channel churn).
+    pub channels_opened: AtomicU64,
     events: UnboundedSender<ClientEvent>,
 }
 
@@ -91,6 +93,7 @@ impl ConnectionInfo {
             channels: Mutex::new(BTreeMap::new()),
             closed_channels: MsgStats::default(),
             rates: Rates::default(),
+            channels_opened: AtomicU64::new(0),
             events,
         }
     }
@@ -138,6 +141,7 @@ impl ConnectionInfo {
             consumers: Mutex::new(Vec::new()),
         });
         self.channels.lock().insert(number, ch.clone());
+        self.channels_opened.fetch_add(1, Relaxed);
         ch
     }
 
@@ -205,6 +209,8 @@ pub struct Registry {
     conns: DashMap<u64, Arc<ConnectionInfo>>,
     opened: AtomicU64,
     closed: AtomicU64,
+    /// Channels opened on connections that have closed.
+    retired_channels: AtomicU64,
 }
 
 impl Registry {
@@ -215,8 +221,10 @@ impl Registry {
 
     pub fn remove(&self, id: u64) -> Option<Arc<ConnectionInfo>> {
         let c = self.conns.remove(&id).map(|(_, c)| c);
-        if c.is_some() {
+        if let Some(c) = &c {
             self.closed.fetch_add(1, Relaxed);
+            self.retired_channels
+                .fetch_add(c.channels_opened.load(Relaxed), Relaxed);
         }
         c
     }
@@ -224,6 +232,16 @@ impl Registry {
     /// Connections opened since start.
     pub fn opened(&self) -> u64 {
         self.opened.load(Relaxed)
+    }
+
+    /// Channels opened since start.
+    pub fn channels_opened(&self) -> u64 {
+        let live: u64 = self
+            .conns
+            .iter()
+            .map(|c| c.channels_opened.load(Relaxed))
+            .sum();
+        self.retired_channels.load(Relaxed) + live
     }
 
     /// Connections closed since start.

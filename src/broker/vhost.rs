@@ -16,10 +16,12 @@ use crate::broker::stream::StreamQueue;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
+use equivalence::inequivalent;
 use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
 
 mod binding;
+pub(crate) mod equivalence;
 mod policies;
 mod queues;
 pub use policies::PolicyError;
@@ -56,6 +58,23 @@ pub struct VHost {
     pub rates: Rates,
     /// RabbitMQ's vhost limits (max-connections, max-queues) and the connections open in it.
     pub limits: VhostLimits,
+    /// Queues declared, created and deleted here (RabbitMQ's churn statistics).
+    pub churn: QueueChurn,
+}
+
+/// Counts of queue declarations, creations and deletions. Bumped on topology changes only
+/// (under the topology lock), never on the message path.
+#[derive(Debug, Default)]
+pub struct QueueChurn {
+    pub declared: std::sync::atomic::AtomicU64,
+    pub created: std::sync::atomic::AtomicU64,
+    pub deleted: std::sync::atomic::AtomicU64,
+}
+
+impl QueueChurn {
+    fn bump(c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Result of a queue declare: the (possibly generated) name and the counts for declare-ok.
@@ -63,18 +82,6 @@ pub struct Declared {
     pub name: Arc<str>,
     pub messages: u32,
     pub consumers: u32,
-}
-
-fn inequivalent(
-    what: &str,
-    arg: &str,
-    obj: &str,
-    received: impl std::fmt::Display,
-    current: impl std::fmt::Display,
-) -> AmqpError {
-    AmqpError::precondition_failed(format!(
-        "inequivalent arg '{arg}' for {what} '{obj}': received '{received}' but current is '{current}'"
-    ))
 }
 
 fn reserved(name: &str) -> bool {
@@ -95,6 +102,7 @@ impl VHost {
             stats: MsgStats::default(),
             rates: Rates::default(),
             limits: VhostLimits::default(),
+            churn: QueueChurn::default(),
         };
         for (n, kind) in PREDECLARED {
             let opts = ExchangeOptions {
@@ -245,9 +253,19 @@ impl VHost {
                     o.internal,
                 ));
             }
-            if o.arguments != opts.arguments {
-                return Err(inequivalent(what, "arguments", &obj, "different", "set"));
-            }
+            // RabbitMQ compares `alternate-exchange` (and the delayed type of a delayed
+            // exchange); other arguments are not checked on a redeclare.
+            let keys: &[&str] = if o.kind == ExchangeKind::Delayed {
+                &["alternate-exchange", "x-delayed-type"]
+            } else {
+                &["alternate-exchange"]
+            };
+            equivalence::assert_args(
+                &o.arguments,
+                &opts.arguments,
+                keys,
+                &format!("exchange '{obj}'"),
+            )?;
             return Ok(e);
         }
         if reserved(name) {
@@ -323,9 +341,15 @@ impl VHost {
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
         let _t = self.topology.lock();
-        if name.is_empty() || reserved(name) {
+        // RabbitMQ's two texts: the default exchange, then any `amq.*` name ("system exchange").
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if reserved(name) {
             return Err(AmqpError::access_refused(format!(
-                "operation not permitted on exchange '{name}' in vhost '{}'",
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
                 self.name
             )));
         }
@@ -468,36 +492,5 @@ pub fn is_stream(args: &FieldTable) -> bool {
         Some(amq_protocol::types::AMQPValue::LongString(s)) => s.as_bytes() == b"stream",
         Some(amq_protocol::types::AMQPValue::ShortString(s)) => s.as_str() == "stream",
         _ => false,
-    }
-}
-
-/// Argument equivalence as RabbitMQ judges it: integers by value whatever their wire type
-/// (clients disagree on int vs long), strings by their bytes.
-fn same_arg(a: &amq_protocol::types::AMQPValue, b: &amq_protocol::types::AMQPValue) -> bool {
-    use amq_protocol::types::AMQPValue as V;
-    fn int(v: &V) -> Option<i128> {
-        Some(match v {
-            V::ShortShortInt(n) => i128::from(*n),
-            V::ShortShortUInt(n) => i128::from(*n),
-            V::ShortInt(n) => i128::from(*n),
-            V::ShortUInt(n) => i128::from(*n),
-            V::LongInt(n) => i128::from(*n),
-            V::LongUInt(n) => i128::from(*n),
-            V::LongLongInt(n) => i128::from(*n),
-            V::Timestamp(n) => i128::from(*n),
-            _ => return None,
-        })
-    }
-    fn text(v: &V) -> Option<&[u8]> {
-        match v {
-            V::LongString(s) => Some(s.as_bytes()),
-            V::ShortString(s) => Some(s.as_str().as_bytes()),
-            _ => None,
-        }
-    }
-    match (int(a), int(b), text(a), text(b)) {
-        (Some(x), Some(y), _, _) => x == y,
-        (_, _, Some(x), Some(y)) => x == y,
-        _ => a == b,
     }
 }

@@ -85,6 +85,9 @@ pub struct Channel {
     pub prefetch: u16,
     /// The last basic.qos was `global` with a limit: quorum queues refuse consumers then (540).
     pub global_qos: bool,
+    /// The last basic.qos with `global = false` set a prefetch: streams need a consumer
+    /// prefetch, and a global one alone does not count (as RabbitMQ).
+    pub consumer_prefetch: bool,
     pub confirm: bool,
     /// `tx.select` was sent: the uncommitted publishes and settlements.
     pub tx: Option<Box<super::tx::Tx>>,

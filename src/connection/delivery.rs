@@ -61,6 +61,7 @@ impl Conn {
             )));
         }
         let prefetch = ch.prefetch;
+        let consumer_prefetch = ch.consumer_prefetch;
         let info = ConsumerInfo {
             id,
             tag: tag.clone(),
@@ -81,12 +82,13 @@ impl Conn {
             },
         );
         let added = match &q.stream {
-            Some(s) if prefetch == 0 => Err(AmqpError::precondition_failed(format!(
+            Some(s) if !consumer_prefetch => Err(AmqpError::precondition_failed(format!(
                 "consumer prefetch count is not set for stream {}",
                 q.describe()
             ))),
-            Some(s) if c.no_ack => Err(AmqpError::precondition_failed(format!(
-                "stream {} requires manual acknowledgement (no-ack is not supported)",
+            // RabbitMQ 4: a hard error, with its words.
+            Some(s) if c.no_ack => Err(AmqpError::not_implemented(format!(
+                "automatic acknowledgement not supported by stream {}",
                 q.describe()
             ))),
             Some(s) => s.add_consumer(
@@ -159,7 +161,7 @@ impl Conn {
         let q = self.vhost.queue_for(g.queue.as_str(), self.id)?;
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(
-                "basic.get not supported by stream {}",
+                "basic.get not supported by stream queues {}",
                 q.describe()
             )));
         }

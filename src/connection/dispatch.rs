@@ -554,6 +554,9 @@ impl Conn {
                 let ch = self.ch(chan)?;
                 ch.prefetch = q.prefetch_count;
                 ch.global_qos = q.global && q.prefetch_count > 0;
+                if !q.global {
+                    ch.consumer_prefetch = q.prefetch_count > 0;
+                }
                 ch.info
                     .prefetch
                     .store(q.prefetch_count, std::sync::atomic::Ordering::Relaxed);

@@ -13,6 +13,7 @@ use crate::broker::Broker;
 use crate::store::definitions::VhostDef;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -49,7 +50,9 @@ fn vhost_json(b: &Broker, v: &VHost) -> Value {
         "messages_unacknowledged": d.unacked,
         "messages_unacknowledged_details": details(rates[DEPTHS_AT + 2]),
         "recv_oct": recv,
+        "recv_oct_details": {"rate": 0.0},
         "send_oct": send,
+        "send_oct_details": {"rate": 0.0},
         "message_stats": stats_of(&b.vhost_counts(v), &v.rates, 3, CHANNEL_STATS),
     })
 }
@@ -234,7 +237,7 @@ pub async fn bulk_delete_users(
     State(b): State<Arc<Broker>>,
     auth: Auth,
     body: Bytes,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     auth.require_admin()?;
     let body: Value = parse_body(&body)?;
     let Some(list) = body.get("users").and_then(|v| v.as_array()) else {
@@ -244,11 +247,17 @@ pub async fn bulk_delete_users(
         let n = n
             .as_str()
             .ok_or_else(|| ApiError::bad_request("users must be names"))?;
-        if b.users.get(n).is_some() {
-            b.delete_user(n)?;
+        if b.users.get(n).is_none() {
+            // RabbitMQ stops at the first unknown user, with this exact body.
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "bad_request", "reason": ["no_such_user", n]})),
+            )
+                .into_response());
         }
+        b.delete_user(n)?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn permission_json(user: &str, vhost: &str, p: &Permission) -> Value {

@@ -201,6 +201,38 @@ fn authorize(auth: &Auth, vhost: &str, kind: Kind, dest: &str, source: &str) -> 
     auth.authorize(vhost, Perm::Read, permissions::Kind::Exchange, source)
 }
 
+/// Does the path segment `props` name the binding whose key is `key`? Clients send the key
+/// quoted once more (rabbitmqadmin: `a.%2523`, decoded by the router to `a.%23`) or as is
+/// (`a.%23`, decoded to `a.#`); RabbitMQ accepts both.
+fn names(key: &str, props: &str) -> bool {
+    key == props || unquote(key).as_deref() == Some(props)
+}
+
+/// `%XX` escapes decoded; `None` when the result is not UTF-8.
+fn unquote(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The binding named by a `properties_key`.
 fn by_props(
     v: &VHost,
@@ -212,7 +244,7 @@ fn by_props(
     let e = v.exchange(src).ok_or_else(ApiError::not_found)?;
     if e.is_default() {
         // The default exchange's bindings are implicit: one per queue, keyed by its name.
-        if matches!(kind, Kind::Queue) && props == props_key(dest, &FieldTable::default()) {
+        if matches!(kind, Kind::Queue) && names(&props_key(dest, &FieldTable::default()), props) {
             return Ok((dest.to_string(), FieldTable::default()));
         }
         return Err(ApiError::not_found());
@@ -223,7 +255,7 @@ fn by_props(
             (Dest::Exchange(x), Kind::Exchange) => &*x.name == dest,
             _ => false,
         };
-        if same && props_key(&r.routing_key, &r.arguments) == props {
+        if same && names(&props_key(&r.routing_key, &r.arguments), props) {
             return Ok((r.routing_key, r.arguments));
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub fn connection_json(b: &Broker, c: &ConnectionInfo) -> Value {
     let m = &c.meta;
     let rates = c.rates.rates(2);
-    json!({
+    let mut v = json!({
         "name": c.name,
         "node": b.node_name(),
         "type": "network",
@@ -47,7 +47,9 @@ pub fn connection_json(b: &Broker, c: &ConnectionInfo) -> Value {
         "send_oct_details": details(rates[1]),
         "send_cnt": c.send_cnt.load(Relaxed),
         "send_pend": 0,
-    })
+    });
+    super::shape::connection(&mut v);
+    v
 }
 
 fn connection_details(c: &ConnectionInfo) -> Value {
@@ -60,7 +62,7 @@ fn connection_details(c: &ConnectionInfo) -> Value {
 
 pub fn channel_json(b: &Broker, c: &ConnectionInfo, ch: &ChannelInfo) -> Value {
     let prefetch = ch.prefetch.load(Relaxed);
-    json!({
+    let mut v = json!({
         "name": ch.name,
         "number": ch.number,
         "node": b.node_name(),
@@ -80,7 +82,9 @@ pub fn channel_json(b: &Broker, c: &ConnectionInfo, ch: &ChannelInfo) -> Value {
         "acks_uncommitted": 0,
         "pending_raft_commands": 0,
         "message_stats": stats_of(&ch.stats.counts(), &ch.rates, 0, CHANNEL_STATS),
-    })
+    });
+    super::shape::channel(&mut v);
+    v
 }
 
 fn visible(b: &Broker, auth: &Auth) -> Vec<Arc<ConnectionInfo>> {
@@ -208,14 +212,23 @@ pub async fn channel(
     for c in visible(&b, &auth) {
         for ch in c.channel_list() {
             if ch.name == name {
-                return Ok(Json(channel_json(&b, &c, &ch)));
+                let mut v = channel_json(&b, &c, &ch);
+                let mine: Vec<Value> = consumers(&b, &auth, Some(&c.meta.vhost))
+                    .into_iter()
+                    .filter(|k| k["channel_details"]["name"] == *name)
+                    .collect();
+                super::shape::fill(
+                    &mut v,
+                    json!({"consumer_details": mine, "deliveries": [], "publishes": []}),
+                );
+                return Ok(Json(v));
             }
         }
     }
     Err(ApiError::not_found())
 }
 
-fn consumers(b: &Broker, auth: &Auth, vhost: Option<&str>) -> Vec<Value> {
+pub fn consumers(b: &Broker, auth: &Auth, vhost: Option<&str>) -> Vec<Value> {
     let mut out = Vec::new();
     for c in b.registry.list() {
         let v = &*c.meta.vhost;

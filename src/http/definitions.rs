@@ -127,7 +127,7 @@ pub fn export(b: &Broker) -> Value {
 }
 
 /// Vhost limits as RabbitMQ exports them: runtime parameters of component `vhost-limits`.
-fn limit_parameters(b: &Broker) -> Vec<Value> {
+pub fn limit_parameters(b: &Broker) -> Vec<Value> {
     b.vhost_limits()
         .into_iter()
         .map(
@@ -171,7 +171,11 @@ pub async fn get_all(State(b): State<Arc<Broker>>, auth: Auth) -> ApiResult<Json
 }
 
 /// `GET /api/definitions/{vhost}`.
-pub async fn get_vhost(auth: Auth, Path(vhost): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_vhost(
+    State(b): State<Arc<Broker>>,
+    auth: Auth,
+    Path(vhost): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.require_admin()?;
     let v = auth.read_vhost(&vhost)?;
     let (exchanges, queues, bindings) = topology(&v, false);
@@ -180,7 +184,8 @@ pub async fn get_vhost(auth: Auth, Path(vhost): Path<String>) -> ApiResult<Json<
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "parameters": [], "policies": v.list_policies(),
+        "parameters": limit_parameters(&b).into_iter().filter(|p| p["vhost"] == *vhost).collect::<Vec<_>>(),
+        "policies": v.list_policies(),
         "queues": queues, "exchanges": exchanges, "bindings": bindings,
     })))
 }

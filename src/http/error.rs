@@ -1,5 +1,6 @@
 //! API errors as RabbitMQ's management API returns them: a status and a JSON body
-//! `{"error": ..., "reason": ...}`. Input problems are 400/401/403/404/405, never 500.
+//! `{"error": ..., "reason": ...}`. Input problems are 400/401/404/405, never 500; a refusal
+//! is 401 `not_authorised`, as RabbitMQ has it.
 
 use crate::broker::access::AdminError;
 use crate::error::{code, AmqpError};
@@ -42,8 +43,10 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
+    /// Authenticated but not allowed: RabbitMQ answers 401 `not_authorised` (not 403), and
+    /// scripts test for that status.
     pub fn forbidden(reason: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "not_authorised", reason)
+        ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
     pub fn method_not_allowed() -> ApiError {

@@ -79,7 +79,9 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let v = auth.read_vhost(&vhost)?;
     let e = find(&v, &name)?;
-    Ok(Json(exchange_json(&e)))
+    let mut j = exchange_json(&e);
+    super::shape::fill(&mut j, serde_json::json!({"incoming": [], "outgoing": []}));
+    Ok(Json(j))
 }
 
 /// `PUT /api/exchanges/{vhost}/{name}`: 201 when created, 204 when it existed the same.
@@ -90,15 +92,14 @@ pub async fn declare(
 ) -> ApiResult<StatusCode> {
     let v = auth.write_vhost(&vhost)?;
     let body: Value = parse_body(&body)?;
-    let kind = text(&body, "type")?.ok_or_else(|| {
-        ApiError::bad_request("type is required (direct, fanout, topic, headers)")
-    })?;
+    // RabbitMQ's defaults for a bare body: a transient direct exchange.
+    let kind = text(&body, "type")?.unwrap_or("direct");
     if ExchangeKind::parse(kind).is_none() {
         return Err(ApiError::bad_request(format!(
             "unknown exchange type '{kind}'"
         )));
     }
-    let durable = flag(&body, "durable", true)?;
+    let durable = flag(&body, "durable", false)?;
     let auto_delete = flag(&body, "auto_delete", false)?;
     let internal = flag(&body, "internal", false)?;
     let arguments = json::json_to_table(body.get("arguments").unwrap_or(&Value::Null))?;

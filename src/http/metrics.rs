@@ -12,15 +12,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// One metric family being written.
-struct Out(String);
+pub struct Out(String);
 
 impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');
@@ -35,7 +35,7 @@ impl Out {
         let _ = writeln!(self.0, " {v}");
     }
 
-    fn one(&mut self, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+    pub fn one(&mut self, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
         self.family(name, kind, help);
         self.sample(name, &[], v);
     }
@@ -81,7 +81,9 @@ fn global(o: &mut Out, c: &Counts) {
         ("redelivered", "Total number of messages redelivered to consumers", g(Stat::Redeliver)),
         ("acknowledged", "Total number of messages acknowledged by consumers", g(Stat::Ack)),
     ] {
-        o.one(&format!("rabbitmq_global_messages_{name}_total"), "counter", help, v);
+        let name = format!("rabbitmq_global_messages_{name}_total");
+        o.family(&name, "counter", help);
+        o.sample(&name, &[("protocol", "amqp091")], v);
     }
 }
 
@@ -99,6 +101,10 @@ pub fn render(b: &Broker) -> String {
         &[
             ("rabbitmq_node", &node),
             ("rabbitmq_cluster", &b.config.cluster_name),
+            (
+                "rabbitmq_cluster_permanent_id",
+                &format!("rabbitmq-cluster-id-{}", b.config.cluster_name),
+            ),
         ],
         1,
     );
@@ -111,6 +117,12 @@ pub fn render(b: &Broker) -> String {
         "rabbitmq_build_info",
         &[
             ("rabbitmq_version", super::overview::RABBITMQ_VERSION),
+            (
+                "prometheus_plugin_version",
+                super::overview::RABBITMQ_VERSION,
+            ),
+            ("prometheus_client_version", "4.9.1"),
+            ("erlang_version", "none"),
             ("product", "warren"),
             ("product_version", env!("CARGO_PKG_VERSION")),
         ],
@@ -185,7 +197,8 @@ pub fn render(b: &Broker) -> String {
         "Sum of ready and unacknowledged messages - total queue depth",
         ready + unacked,
     );
-    global(&mut o, &b.node_counts());
+    let counts = b.node_counts();
+    global(&mut o, &counts);
     let a = &b.alarms;
     let active = a.active();
     o.one(
@@ -231,14 +244,16 @@ pub fn render(b: &Broker) -> String {
         "Open file descriptors",
         fds,
     );
-    if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
-        o.one(
-            "rabbitmq_process_max_fds",
-            "gauge",
-            "Open file descriptors limit",
-            max,
-        );
-    }
+    let fd_max = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(0);
+    o.one(
+        "rabbitmq_process_max_fds",
+        "gauge",
+        "Open file descriptors limit",
+        fd_max,
+    );
+    super::metrics_rabbit::render(&mut o, b, &counts, fd_max);
     o.one(
         "rabbitmq_erlang_uptime_seconds",
         "gauge",
@@ -256,7 +271,6 @@ pub fn render(b: &Broker) -> String {
 
 /// One series per queue, labelled `vhost` and `queue`.
 pub fn render_per_object(b: &Broker) -> String {
-    let mut o = Out(render(b));
     let queues: Vec<_> = b.vhosts().iter().flat_map(|v| v.queues()).collect();
     type Get = fn(&crate::broker::queue::Queue, (u64, u64, u64, u32)) -> u64;
     let families: [(&str, &str, &str, Get); 7] = [
@@ -303,6 +317,21 @@ pub fn render_per_object(b: &Broker) -> String {
             |q, _| q.stats.get(Stat::Ack),
         ),
     ];
+    // The per-queue families replace the node totals of the same name (one family per name).
+    let base = render(b);
+    let mut o = Out(String::with_capacity(base.len()));
+    for line in base.lines() {
+        let name = line
+            .trim_start_matches("# HELP ")
+            .trim_start_matches("# TYPE ")
+            .split(['{', ' '])
+            .next()
+            .unwrap_or("");
+        if !families.iter().any(|f| f.0 == name) {
+            o.0.push_str(line);
+            o.0.push('\n');
+        }
+    }
     let snaps: Vec<_> = queues.iter().map(|q| q.snapshot()).collect();
     for (name, kind, help, get) in families {
         o.family(name, kind, help);

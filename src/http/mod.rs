@@ -6,11 +6,14 @@
 //! Files by resource: `overview` (overview, nodes, health), `connections` (connections,
 //! channels, consumers), `exchanges`, `queues`, `bindings`, `admin` (vhosts, users,
 //! permissions), `limits` (vhost and user limits), `policies`, `definitions`, `metrics`,
-//! `dashboard`; `auth`, `error` and `json` are shared.
+//! `dashboard`; `auth`, `error` and `json` are shared. RabbitMQ compatibility: `query` (the
+//! query parameters of any GET, one middleware), `shape` (Erlang-runtime fields and churn),
+//! `compat` (endpoints of features warren answers as unused), `metrics_rabbit`.
 
 mod admin;
 mod auth;
 mod bindings;
+mod compat;
 mod connections;
 mod dashboard;
 mod definitions;
@@ -20,9 +23,12 @@ pub mod https;
 pub mod json;
 mod limits;
 mod metrics;
+mod metrics_rabbit;
 mod overview;
 mod policies;
+mod query;
 mod queues;
+mod shape;
 
 use crate::broker::Broker;
 use auth::Auth;
@@ -62,10 +68,62 @@ pub fn router(b: Arc<Broker>) -> Router {
                 .put(policies::put)
                 .delete(policies::delete),
         )
+        .route("/api/parameters", get(compat::parameters_all))
         .route(
-            "/api/parameters",
-            get(|_: Auth| async { axum::Json(serde_json::json!([])) }),
+            "/api/parameters/{component}",
+            get(compat::parameters_component),
         )
+        .route(
+            "/api/parameters/{component}/{vhost}",
+            get(compat::parameters_vhost),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(compat::parameter)
+                .put(compat::put_parameter)
+                .delete(compat::delete_parameter),
+        )
+        .route("/api/global-parameters", get(compat::global_parameters_all))
+        .route(
+            "/api/global-parameters/{name}",
+            get(compat::global_parameter),
+        )
+        .route("/api/operator-policies", get(compat::operator_policies_all))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(compat::operator_policies_vhost),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(compat::operator_policy)
+                .put(compat::put_operator_policy)
+                .delete(compat::operator_policy),
+        )
+        .route("/api/topic-permissions", get(compat::topic_permissions_all))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(compat::topic_permission),
+        )
+        .route(
+            "/api/users/{name}/topic-permissions",
+            get(compat::user_topic_permissions),
+        )
+        .route(
+            "/api/vhosts/{name}/topic-permissions",
+            get(compat::vhost_topic_permissions),
+        )
+        .route("/api/feature-flags", get(compat::feature_flags))
+        .route("/api/auth", get(compat::auth_settings))
+        .route("/api/healthchecks/node", get(compat::healthcheck_node))
+        .route(
+            "/api/healthchecks/node/{node}",
+            get(compat::healthcheck_named),
+        )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(compat::certificate_expiration),
+        )
+        .route("/api/rebalance/queues", post(compat::rebalance))
         .route("/api/health/checks/alarms", get(overview::alarms))
         .route("/api/health/checks/local-alarms", get(overview::alarms))
         .route(
@@ -75,11 +133,11 @@ pub fn router(b: Arc<Broker>) -> Router {
         .route("/api/health/checks/virtual-hosts", get(overview::always_ok))
         .route(
             "/api/health/checks/node-is-quorum-critical",
-            get(overview::always_ok),
+            get(overview::single_node),
         )
         .route(
             "/api/health/checks/node-is-mirror-sync-critical",
-            get(overview::always_ok),
+            get(overview::single_node),
         )
         .route(
             "/api/health/checks/port-listener/{port}",
@@ -228,6 +286,7 @@ pub fn router(b: Arc<Broker>) -> Router {
         .route("/index.html", get(dashboard::page))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(query::apply))
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(b)

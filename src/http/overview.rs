@@ -64,11 +64,8 @@ pub async fn overview(State(b): State<Arc<Broker>>, auth: Auth) -> Json<Value> {
         };
         listeners.push(json!({"node": node, "protocol": protocol, "ip_address": a.ip().to_string(), "port": a.port()}));
     }
-    let exchange_types: Vec<Value> = ["direct", "fanout", "topic", "headers"]
-        .iter()
-        .map(|t| json!({"name": t, "description": format!("AMQP {t} exchange"), "enabled": true}))
-        .collect();
-    Json(json!({
+    let exchange_types = super::shape::exchange_types();
+    let mut v = json!({
         "management_version": RABBITMQ_VERSION,
         "rates_mode": "basic",
         "product_name": "warren",
@@ -99,9 +96,10 @@ pub async fn overview(State(b): State<Arc<Broker>>, auth: Auth) -> Json<Value> {
             "consumers": consumers,
         },
         "listeners": listeners,
-        "contexts": [{"node": node, "description": "warren management", "path": "/",
-            "port": b.http_addr.get().map(|a| a.port().to_string()).unwrap_or_default()}],
-    }))
+        "contexts": super::shape::contexts(&b, true),
+    });
+    super::shape::overview(&b, &mut v);
+    Json(v)
 }
 
 /// One node's facts (`/api/nodes` lists this one node).
@@ -112,7 +110,7 @@ fn node_json(b: &Broker) -> Value {
     let fd_total = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(0);
-    json!({
+    let mut v = json!({
         "name": b.node_name(),
         "type": "disc",
         "running": true,
@@ -137,7 +135,9 @@ fn node_json(b: &Broker) -> Value {
         "rates_mode": "basic",
         "partitions": [],
         "applications": [{"name": "warren", "description": "warren AMQP 0-9-1 broker", "version": env!("CARGO_PKG_VERSION")}],
-    })
+    });
+    super::shape::node(b, &mut v);
+    v
 }
 
 /// `GET /api/nodes`.
@@ -173,6 +173,20 @@ fn failed(reason: String, extra: Value) -> Response {
         o.extend(e);
     }
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The legacy node health check: ok, or failed while a resource alarm is on.
+pub fn failed_or_ok(b: &Broker) -> Response {
+    match b.alarms.active() {
+        0 => ok(),
+        a => failed(
+            format!(
+                "resource alarm in effect: {}",
+                crate::broker::alarms::reason(a)
+            ),
+            json!({}),
+        ),
+    }
 }
 
 fn ok() -> Response {
@@ -216,10 +230,35 @@ pub async fn ready(State(b): State<Arc<Broker>>, _auth: Auth) -> Response {
     ok()
 }
 
-/// `GET /api/health/checks/virtual-hosts`, `node-is-quorum-critical`,
-/// `node-is-mirror-sync-critical`: always fine on a single node.
+/// `GET /api/health/checks/virtual-hosts`: always fine (a vhost has no separate process to
+/// fail).
 pub async fn always_ok(_auth: Auth) -> Response {
     ok()
+}
+
+/// `GET /api/health/checks/node-is-quorum-critical` and `node-is-mirror-sync-critical`:
+/// never critical on a single node, with RabbitMQ's reason.
+pub async fn single_node(_auth: Auth) -> Response {
+    Json(json!({"status": "ok", "reason": "single node cluster"})).into_response()
+}
+
+/// The ports and protocols warren listens on, for a failed listener check.
+fn listening(b: &Broker) -> (Vec<u16>, Vec<&'static str>) {
+    let (mut ports, mut protocols) = (Vec::new(), Vec::new());
+    if let Some(a) = b.http_addr.get() {
+        ports.push(a.port());
+        protocols.push(if b.config.http.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        });
+    }
+    if let Some(a) = b.amqp_addr.get() {
+        ports.push(a.port());
+        protocols.push("amqp");
+    }
+    ports.sort_unstable();
+    (ports, protocols)
 }
 
 /// `GET /api/health/checks/port-listener/{port}`.
@@ -230,7 +269,7 @@ pub async fn port_listener(
 ) -> ApiResult<Response> {
     let port: u16 = port
         .parse()
-        .map_err(|_| ApiError::bad_request("port must be a number"))?;
+        .map_err(|_| ApiError::bad_request("Invalid port"))?;
     let up = [b.amqp_addr.get(), b.http_addr.get()]
         .iter()
         .any(|a| a.is_some_and(|a| a.port() == port));
@@ -238,8 +277,8 @@ pub async fn port_listener(
         Json(json!({"status": "ok", "port": port})).into_response()
     } else {
         failed(
-            format!("no listener on port {port}"),
-            json!({"missing": port}),
+            "No active listener".into(),
+            json!({"missing": port, "ports": listening(&b).0}),
         )
     })
 }
@@ -259,8 +298,8 @@ pub async fn protocol_listener(
         Json(json!({"status": "ok", "protocol": proto})).into_response()
     } else {
         failed(
-            format!("no listener for protocol {proto}"),
-            json!({"missing": proto}),
+            "No active listener".into(),
+            json!({"missing": proto, "protocols": listening(&b).1}),
         )
     }
 }

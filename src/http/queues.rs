@@ -63,6 +63,7 @@ pub fn queue_json(b: &Broker, q: &Queue) -> Value {
             }),
         );
     }
+    super::shape::queue(b, kind, ready, unacked, bytes, &mut v);
     if let (Some(owner), Some(o)) = (q.owner, v.as_object_mut()) {
         if let Some(c) = b.registry.get(owner) {
             o.insert(
@@ -115,7 +116,16 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let v = auth.read_vhost(&vhost)?;
     let q = find(&v, &name)?;
-    Ok(Json(queue_json(&b, &q)))
+    let mut j = queue_json(&b, &q);
+    let consumers: Vec<Value> = super::connections::consumers(&b, &auth, Some(&vhost))
+        .into_iter()
+        .filter(|k| k["queue"]["name"] == *name)
+        .collect();
+    super::shape::fill(
+        &mut j,
+        json!({"consumer_details": consumers, "deliveries": [], "incoming": []}),
+    );
+    Ok(Json(j))
 }
 
 /// `PUT /api/queues/{vhost}/{name}`: 201 when created, 204 when it existed the same, 400 when
@@ -146,7 +156,8 @@ pub async fn declare(
         );
     }
     let opts = QueueOptions {
-        durable: flag(&body, "durable", true)?,
+        // Not durable unless asked, as RabbitMQ's API has it (rabbitmqadmin sends it).
+        durable: flag(&body, "durable", false)?,
         exclusive: false,
         auto_delete: flag(&body, "auto_delete", false)?,
         arguments,
@@ -227,7 +238,7 @@ pub async fn get(
     };
     if q.stream.is_some() {
         return Err(ApiError::bad_request(format!(
-            "basic.get not supported by stream {}",
+            "basic.get not supported by stream queues {}",
             q.describe()
         )));
     }
@@ -250,11 +261,16 @@ pub async fn get(
             "exchange": String::from_utf8_lossy(&m.msg.exchange),
             "routing_key": String::from_utf8_lossy(&m.msg.routing_key),
             "message_count": left,
-            "properties": properties_to_json(
+            // RabbitMQ writes no properties as an empty list, not an empty object; a BCC kept
+            // for dead-lettering is not shown.
+            "properties": match properties_to_json(
                 crate::broker::sender_selected::shown(&m.msg)
                     .as_ref()
                     .unwrap_or(&m.msg.properties),
-            ),
+            ) {
+                Value::Object(o) if o.is_empty() => json!([]),
+                p => p,
+            },
             "payload": payload,
             "payload_encoding": enc,
         }));

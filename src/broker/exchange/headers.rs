@@ -24,6 +24,8 @@
 //! nested tables compare element-wise with the same rules (RabbitMQ is stricter
 //! about types inside nested values; being lenient there is harmless).
 
+use crate::broker::queue::consumer_opts::type_name;
+use crate::broker::vhost::equivalence::raw;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 /// How a headers binding's criteria combine (the binding's `x-match`).
@@ -45,8 +47,9 @@ pub fn parse_x_match(args: &FieldTable) -> Result<XMatch, String> {
         Some(AMQPValue::ShortString(s)) => s.as_str().as_bytes(),
         Some(other) => {
             return Err(format!(
-                "x-match field type {:?} (value {other:?}) is invalid; expected longstr",
-                other.get_type()
+                "Invalid x-match field type {} (value {}); expected longstr",
+                type_name(other),
+                raw(other)
             ))
         }
     };
@@ -55,9 +58,9 @@ pub fn parse_x_match(args: &FieldTable) -> Result<XMatch, String> {
         b"any" => Ok(XMatch::Any),
         b"all-with-x" => Ok(XMatch::AllWithX),
         b"any-with-x" => Ok(XMatch::AnyWithX),
-        // RabbitMQ's text, with the value as Erlang prints a binary (`<<"some">>`).
+        // RabbitMQ prints the value as an Erlang binary.
         other => Err(format!(
-            "Invalid x-match field value <<{:?}>>; expected all, any, all-with-x, or any-with-x",
+            "Invalid x-match field value <<\"{}\">>; expected all, any, all-with-x, or any-with-x",
             String::from_utf8_lossy(other)
         )),
     }
@@ -176,9 +179,15 @@ mod tests {
             Ok(XMatch::AnyWithX)
         );
         let err = mode(s("most")).unwrap_err();
-        assert!(err.contains("x-match") && err.contains("invalid") && err.contains("most"));
+        assert!(
+            err.starts_with("Invalid x-match field value <<\"most\">>"),
+            "{err}"
+        );
         let err = mode(AMQPValue::LongInt(1)).unwrap_err();
-        assert!(err.contains("x-match") && err.contains("invalid"));
+        assert!(
+            err.starts_with("Invalid x-match field type signedint (value 1)"),
+            "{err}"
+        );
     }
 
     #[test]

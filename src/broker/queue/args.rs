@@ -8,7 +8,9 @@ use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
 
-/// RabbitMQ's largest TTL (`?MAX_EXPIRY_TIMER`), for `x-message-ttl`, `x-expires`, `expiration`.
+/// RabbitMQ's largest per-message `expiration` (`?MAX_EXPIRY_TIMER`). Queue arguments
+/// (`x-message-ttl`, `x-expires`) have no upper bound in RabbitMQ: Celery's native delayed
+/// delivery declares `x-message-ttl` up to 2^27 s.
 pub const MAX_EXPIRY: i64 = 4_294_967_295;
 /// RabbitMQ's largest `x-max-priority` (`?MAX_SUPPORTED_PRIORITY`).
 pub const MAX_PRIORITY: i64 = 255;
@@ -152,11 +154,9 @@ fn check_non_neg(v: &AMQPValue) -> Result<i64, String> {
     Ok(n)
 }
 
-/// `rabbit_misc:check_expiry`.
+/// `rabbit_misc:check_expiry`: only a negative value is refused.
 fn check_expiry(n: i64) -> Check {
-    if n > MAX_EXPIRY {
-        Err(format!("{{value_too_large,{n}}}"))
-    } else if n < 0 {
+    if n < 0 {
         Err(format!("{{value_negative,{n}}}"))
     } else {
         Ok(())
@@ -271,9 +271,10 @@ pub struct DeclareFlags {
     pub server_named: bool,
 }
 
-/// Check a classic or quorum queue's declare as RabbitMQ 4 does: `x-queue-type`, then each known
+/// Check a queue's declare as RabbitMQ 4 does: `x-queue-type`, then each known
 /// argument's type and range, then arguments the type does not take, then the properties a
-/// quorum queue cannot have. `what` is "queue 'q' in vhost '/'". Streams check their own.
+/// quorum queue cannot have. `what` is "queue 'q' in vhost '/'". A stream's properties
+/// (durable, not exclusive) and its retention arguments are checked where it is made.
 pub fn validate(what: &str, args: &FieldTable, f: &DeclareFlags) -> AmqpResult<()> {
     let invalid = |key: &str, err: String| {
         AmqpError::precondition_failed(format!("invalid arg '{key}' for {what}: {err}"))
@@ -290,9 +291,6 @@ pub fn validate(what: &str, args: &FieldTable, f: &DeclareFlags) -> AmqpResult<(
         }
     }
     let ty = QueueType::of(args);
-    if ty == QueueType::Stream {
-        return Ok(());
-    }
     let takes = ty.arguments();
     for (key, check) in VALIDATORS {
         if let (true, Some(v)) = (takes.contains(key), args.inner().get(*key)) {
@@ -522,10 +520,6 @@ mod tests {
             (
                 vec![("x-expires", AMQPValue::LongInt(0))],
                 format!("invalid arg 'x-expires' {q}: {{value_zero,0}}"),
-            ),
-            (
-                vec![("x-message-ttl", AMQPValue::LongLongInt(MAX_EXPIRY + 1))],
-                format!("invalid arg 'x-message-ttl' {q}: {{value_too_large,4294967296}}"),
             ),
             (
                 vec![("x-max-priority", AMQPValue::LongInt(256))],

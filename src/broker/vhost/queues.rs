@@ -33,6 +33,7 @@ impl VHost {
             check_owner(&q, conn)?;
             return Ok(declared(&q));
         }
+        QueueChurn::bump(&self.churn.declared);
         let server_named = name.is_empty();
         let name: Arc<str> = if name.is_empty() {
             Arc::from(generate_name("amq.gen-").as_str())
@@ -61,13 +62,13 @@ impl VHost {
             let obj = format!("{name}' in vhost '{}", self.name);
             let (want, have) = (QueueType::of(&opts.arguments), q.queue_type());
             if want.as_str() != have {
-                let key = "x-queue-type";
-                return Err(arg_mismatch(
-                    &obj,
-                    key,
-                    opts.arguments.inner().get(key),
-                    o.arguments.inner().get(key),
-                ));
+                // Absent means classic; otherwise worded as any other argument.
+                super::equivalence::assert_args(
+                    &o.arguments,
+                    &opts.arguments,
+                    &["x-queue-type"],
+                    &what,
+                )?;
             }
             if o.durable != opts.durable {
                 return Err(inequivalent(
@@ -96,25 +97,13 @@ impl VHost {
                     o.auto_delete,
                 ));
             }
-            // As RabbitMQ (`rabbit_misc:assert_args_equivalence`): every argument the queue's type
-            // takes must be the same on both sides, absent included; others are not compared.
-            for &key in want.arguments() {
-                if key == "x-queue-type" {
-                    continue; // compared above (absent means classic)
-                }
-                let (new, cur) = (
-                    opts.arguments.inner().get(key),
-                    o.arguments.inner().get(key),
-                );
-                let same = match (new, cur) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => same_arg(a, b),
-                    _ => false,
-                };
-                if !same {
-                    return Err(arg_mismatch(&obj, key, new, cur));
-                }
-            }
+            let keys: Vec<&str> = QueueType::of(&o.arguments)
+                .arguments()
+                .iter()
+                .copied()
+                .filter(|k| *k != "x-queue-type") // compared above (absent means classic)
+                .collect();
+            super::equivalence::assert_args(&o.arguments, &opts.arguments, &keys, &what)?;
             // Redeclaring renews an x-expires lease (not for quorum queues, as in RabbitMQ).
             if q.queue_type() == "classic" {
                 q.touch();
@@ -152,6 +141,7 @@ impl VHost {
             let q = self.new_stream(&name, opts)?;
             self.apply_policy_to_queue(&q);
             self.queues.insert(name, q.clone());
+            QueueChurn::bump(&self.churn.created);
             return Ok(declared(&q));
         }
         let owner = opts.exclusive.then_some(conn);
@@ -172,6 +162,7 @@ impl VHost {
         self.apply_policy_to_queue(&q);
         let q = Arc::new(q);
         self.queues.insert(name, q.clone());
+        QueueChurn::bump(&self.churn.created);
         q.start_timers();
         Ok(declared(&q))
     }
@@ -184,14 +175,15 @@ impl VHost {
                 self.name
             ))
         };
-        if !opts.durable {
-            return Err(invalid("non-durable"));
-        }
-        if opts.exclusive {
-            return Err(invalid("exclusive"));
-        }
+        // RabbitMQ 4's order and words (`rabbit_queue_type_util`).
         if opts.auto_delete {
             return Err(invalid("auto-delete"));
+        }
+        if opts.exclusive {
+            return Err(invalid("exclusive-owner"));
+        }
+        if !opts.durable {
+            return Err(invalid("non-durable"));
         }
         let cfg = crate::broker::stream::args::config(&opts.arguments).map_err(|e| {
             AmqpError::precondition_failed(format!(
@@ -275,7 +267,9 @@ impl VHost {
                 tracing::error!("{err}");
             }
         }
-        self.queues.remove(&q.name);
+        if self.queues.remove(&q.name).is_some() {
+            QueueChurn::bump(&self.churn.deleted);
+        }
         let dest = Dest::Queue(q.clone());
         for e in self.exchanges() {
             if e.unbind_dest(&dest) > 0 {
@@ -325,47 +319,10 @@ impl VHost {
         let q = self.queue_for(name, conn)?;
         if q.stream.is_some() {
             return Err(AmqpError::not_implemented(format!(
-                "queue.purge not supported by stream {}",
+                "queue.purge not supported by stream queues {}",
                 q.describe()
             )));
         }
         Ok(q.purge())
-    }
-}
-
-/// RabbitMQ's text for an argument that differs from the queue's: both values, or "none" and the
-/// other one with its type (`rabbit_misc:assert_args_equivalence`).
-fn arg_mismatch(
-    obj: &str,
-    key: &str,
-    new: Option<&AMQPValue>,
-    cur: Option<&AMQPValue>,
-) -> AmqpError {
-    use crate::broker::queue::consumer_opts::type_name;
-    let with_type =
-        |v: &AMQPValue| format!("the value '{}' of type '{}'", arg_text(v), type_name(v));
-    let (received, current) = match (new, cur) {
-        (Some(n), Some(c)) => (format!("'{}'", arg_text(n)), format!("'{}'", arg_text(c))),
-        (None, Some(c)) => ("none".to_owned(), with_type(c)),
-        (Some(n), None) => (with_type(n), "none".to_owned()),
-        (None, None) => ("none".to_owned(), "none".to_owned()),
-    };
-    AmqpError::precondition_failed(format!(
-        "inequivalent arg '{key}' for queue '{obj}': received {received} but current is {current}"
-    ))
-}
-
-/// An argument's value as RabbitMQ prints it in these errors.
-fn arg_text(v: &AMQPValue) -> String {
-    match v {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.as_str().to_owned(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        AMQPValue::Float(f) => f.to_string(),
-        AMQPValue::Double(f) => f.to_string(),
-        other => match args::int(other) {
-            Some(n) => n.to_string(),
-            None => format!("{other:?}"),
-        },
     }
 }
