@@ -361,3 +361,71 @@ async fn a_dead_letter_routing_key_replaces_cc_and_bcc_and_drops_the_cc_header()
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn bcc_keys_kept_for_dead_lettering_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = common::durability::start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    within(
+        5,
+        ch.queue_declare("blind".into(), durable, FieldTable::default()),
+    )
+    .await
+    .expect("declare blind");
+    within(
+        5,
+        ch.queue_declare(
+            "src".into(),
+            durable,
+            args(&[("x-dead-letter-exchange", text(""))]),
+        ),
+    )
+    .await
+    .expect("declare src");
+    within(5, ch.confirm_select(ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    let confirm = within(
+        5,
+        ch.basic_publish(
+            "".into(),
+            "src".into(),
+            BasicPublishOptions::default(),
+            b"m",
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(args(&[("BCC", keys(&["blind"]))])),
+        ),
+    )
+    .await
+    .expect("publish");
+    within(5, confirm).await.expect("confirm");
+    // The copy in "blind" from the publish itself.
+    headers_in(&ch, "blind").await;
+    let b = common::durability::restart(b).await;
+    let (_c, ch) = b.channel().await;
+    let m = within(5, ch.basic_get("src".into(), BasicGetOptions::default()))
+        .await
+        .expect("basic.get")
+        .expect("the message survived");
+    let h = m.delivery.properties.headers().clone().unwrap_or_default();
+    assert!(h.inner().get("BCC").is_none(), "BCC shown after a restart");
+    within(
+        5,
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false }),
+    )
+    .await
+    .expect("reject");
+    // Dead-lettered through the default exchange with its keys: "src" and the BCC "blind".
+    let h = headers_in(&ch, "blind").await;
+    assert!(h.inner().get("BCC").is_none());
+    assert!(h.inner().get("x-death").is_some());
+    b.stop().await;
+}
