@@ -419,5 +419,9 @@ mod tests {
         let k = Bytes::from_static(b"fixed");
         let l = letter(&m0, "q", Reason::Rejected, &dlx, Some(&k), 1).unwrap();
         assert_eq!(l.keys, vec![k]);
+        // The dead-letter routing key replaces the keys: CC goes too (RabbitMQ's guide).
+        let h = headers(&l.msg);
+        assert!(!h.contains_key("CC"));
+        assert!(!h.contains_key("BCC"));
     }
 }
