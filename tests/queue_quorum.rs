@@ -432,3 +432,53 @@ async fn reject_publish_takes_the_message_that_overflows_then_refuses_until_80_p
     assert!(send_confirmed(&ch, "capped", "m8", BasicProperties::default()).await);
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_past_its_delivery_limit_after_a_crash_is_dead_lettered_at_start() {
+    // The delivery outstanding when the broker died counts as returned, as in RabbitMQ (whose
+    // quorum queue returns it when it sees its consumer gone): with delivery limit 0 that
+    // return takes the message past the limit, so it is dead-lettered once the broker is back.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, logs) = (dir.path().join("data"), dir.path().join("logs"));
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let mut p = crate::crash_support::BrokerProc::spawn(&data, &logs, 0).await;
+    {
+        let c = crate::crash_support::connect(&p.url()).await;
+        let ch = c.create_channel().await.expect("channel");
+        declare_with(&ch, "parked", durable(), args(&[]))
+            .await
+            .expect("declare parked");
+        let extra = [
+            ("x-delivery-limit", int(0)),
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s("parked")),
+        ];
+        declare_quorum(&ch, "strict", &extra).await;
+        confirm_mode(&ch).await;
+        assert!(send_confirmed(&ch, "strict", "poison", BasicProperties::default()).await);
+        within(
+            5,
+            ch.basic_get("strict".into(), BasicGetOptions { no_ack: false }),
+        )
+        .await
+        .expect("basic.get")
+        .expect("message");
+        // A confirmed publish into the same log: its sync covers the delivery record.
+        let other = c.create_channel().await.expect("channel");
+        confirm_mode(&other).await;
+        assert!(send_confirmed(&other, "strict", "marker", BasicProperties::default()).await);
+        p.kill();
+    }
+    let p = crate::crash_support::BrokerProc::spawn(&data, &logs, 1).await;
+    let c = crate::crash_support::connect(&p.url()).await;
+    let ch = c.create_channel().await.expect("channel");
+    wait_count(&ch, "parked", 1, 5).await;
+    let m = get(&ch, "parked").await.expect("dead letter");
+    assert_eq!(text(&m), "poison");
+    let d = deaths(&m.delivery.properties);
+    assert_eq!(
+        field_str(&d[0], "reason").as_deref(),
+        Some("delivery_limit")
+    );
+    assert_eq!(count(&ch, "strict").await, 1, "only the marker is left");
+}

@@ -155,7 +155,7 @@ impl ClassicState {
         self.mem += cost(msg);
     }
 
-    fn account_out(&mut self, msg: &Message) {
+    pub(super) fn account_out(&mut self, msg: &Message) {
         self.ready_count -= 1;
         self.ready_bytes -= msg.size();
         self.mem -= cost(msg);

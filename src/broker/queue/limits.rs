@@ -69,6 +69,42 @@ impl ClassicState {
     }
 }
 
+impl ClassicState {
+    /// Messages recovered with more returns than the delivery limit allows (a restart counts a
+    /// delivery that was outstanding as returned, as a quorum queue does when its consumer
+    /// goes): they leave now, dead-lettered (reason `delivery_limit`) or dropped, as RabbitMQ
+    /// does with the return that takes a message past its limit.
+    pub fn drop_past_delivery_limit(&mut self, queue: &Queue) {
+        let limit = self
+            .features
+            .as_ref()
+            .filter(|f| f.count_returns)
+            .and_then(|f| f.delivery_limit);
+        let Some(limit) = limit else { return };
+        for i in 0..self.lanes.len() {
+            let ready = std::mem::take(&mut self.lanes[i].ready);
+            for m in ready {
+                if u64::from(m.returns) > limit {
+                    self.account_out(&m.msg);
+                    self.discard(queue, m, Reason::DeliveryLimit);
+                } else {
+                    self.lanes[i].ready.push_back(m);
+                }
+            }
+            let paged = std::mem::take(&mut self.lanes[i].paged);
+            for p in paged {
+                if u64::from(p.returns) > limit {
+                    self.paged_count -= 1;
+                    self.paged_bytes -= u64::from(p.size);
+                    self.discard_paged(queue, p, Reason::DeliveryLimit);
+                } else {
+                    self.lanes[i].paged.push_back(p);
+                }
+            }
+        }
+    }
+}
+
 /// Write a message's count of returns into its `x-delivery-count` header (after a return, and
 /// for messages recovered with returns counted before a restart).
 pub fn show_delivery_count(m: &mut QueuedMessage) {

@@ -112,10 +112,12 @@ impl Queue {
         }
         let _ = self.me.set(Arc::downgrade(self));
         self.touch();
-        let head = self.state.lock().head_expiry();
-        if head != 0 {
-            self.arm_expiry(head);
-        }
+        let mut st = self.state.lock();
+        // Recovered messages already past a quorum queue's delivery limit leave now (their
+        // dead letters need the whole topology, which is back by now).
+        st.drop_past_delivery_limit(self);
+        // Arms the head's expiry and routes the dead letters.
+        self.unlock(st);
         self.ensure_idle_timer();
     }
 
