@@ -68,6 +68,9 @@ pub struct ClassicState {
     pub cursor: usize,
     /// `x-single-active-consumer`: only `consumers[0]` receives.
     pub single_active: bool,
+    /// A quorum queue's single active consumer follows consumer priorities (RabbitMQ 4.0): a
+    /// higher-priority consumer takes over once the one it displaces has settled everything.
+    pub sac_priority: bool,
     /// Consumers differ in priority (else dispatch is plain round robin).
     prioritised: bool,
     /// Messages delivered with manual ack and not yet settled.
@@ -104,6 +107,7 @@ impl ClassicState {
             consumers: Vec::new(),
             cursor: 0,
             single_active: false,
+            sac_priority: false,
             prioritised: false,
             unacked: 0,
             had_consumer: false,
@@ -233,6 +237,11 @@ impl ClassicState {
     fn next_consumer(&self) -> Option<usize> {
         let n = self.consumers.len();
         if self.single_active {
+            // A displaced active consumer gets nothing more; its successor starts once it has
+            // settled what it holds.
+            if self.sac_priority && self.consumers.iter().skip(1).any(|c| c.outstanding > 0) {
+                return None;
+            }
             return self.consumers.first().filter(|c| c.has_credit()).map(|_| 0);
         }
         if !self.prioritised {
@@ -265,7 +274,7 @@ impl ClassicState {
 
     /// Register a consumer at its place in dispatch order.
     pub fn add_consumer(&mut self, c: ConsumerEntry) {
-        let pos = if self.single_active {
+        let pos = if self.single_active && !self.sac_priority {
             self.consumers.len()
         } else {
             self.consumers.partition_point(|x| x.priority >= c.priority)

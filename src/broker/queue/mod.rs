@@ -135,6 +135,7 @@ impl Queue {
         let has_dlx = features.as_ref().is_some_and(|f| f.dlx.is_some());
         let mut state = ClassicState::new(lanes);
         state.single_active = consumer_opts::single_active(&options.arguments);
+        state.sac_priority = state.single_active && features.as_ref().is_some_and(|f| f.quorum);
         state.features = features;
         Queue {
             name,
