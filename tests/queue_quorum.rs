@@ -97,6 +97,25 @@ async fn message_priorities_are_refused() {
 }
 
 #[tokio::test]
+async fn an_unknown_dead_letter_strategy_is_refused_with_rabbitmq_s_term() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    let r = declare_with(
+        &ch,
+        "qq",
+        durable(),
+        quorum(&[("x-dead-letter-strategy", s("sometimes"))]),
+    )
+    .await;
+    expect_close(
+        r,
+        406,
+        "PRECONDITION_FAILED - invalid arg 'x-dead-letter-strategy' for queue 'qq' in vhost '/': invalid_dlx_strategy",
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn the_queue_type_cannot_change_on_redeclare() {
     let b = Broker::start().await;
     let c = b.connect().await;
