@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Interop: runs the pika (Python), amqplib (Node), Celery (a real worker) and other Python
-# framework (dramatiq, aio-pika, kombu) scripts, and RabbitMQ's own rabbitmqadmin CLI against the
-# HTTP API, against a freshly built warren.
+# Interop: runs the pika (Python), amqplib (Node), Celery (a real worker), other Python
+# framework (dramatiq, aio-pika, kombu) and amqp-tools (C, rabbitmq-c) scripts, and RabbitMQ's
+# own rabbitmqadmin CLI against the HTTP API, against a freshly built warren.
 #
 # Installs the clients when missing (pika, celery, dramatiq, aio-pika and kombu from
-# interop/{python,celery,frameworks}/requirements.txt into a venv under target/interop/, amqplib with `npm ci` from
-# interop/node/package-lock.json), builds the debug broker, starts it on a free loopback port with
-# a temporary data dir, runs the scripts, stops the broker with SIGTERM (which must exit 0), and
+# interop/{python,celery,frameworks}/requirements.txt into a venv under target/interop/, amqplib
+# with `npm ci` from interop/node/package-lock.json, amqp-tools and openssl with apt-get), builds
+# the debug broker, starts it on a free loopback port with a temporary data dir (plus a TLS
+# listener with a certificate made by openssl, and a user `c-user` with restricted permissions),
+# runs the scripts, stops the broker with SIGTERM (which must exit 0), and
 # exits non-zero if anything failed.
 #
 # rabbitmqadmin (MPL-2.0, RabbitMQ's) is not kept in this repository: the one on PATH is used,
@@ -64,6 +66,19 @@ command -v node >/dev/null || die "node is not installed"
 if [ ! -f interop/node/node_modules/amqplib/channel_api.js ]; then
     say "installing amqplib (npm ci)"
     (cd interop/node && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+fi
+
+# amqp-tools (the C client's command-line tools) and openssl (a certificate for the TLS
+# listener): Debian packages.
+apt_missing=()
+command -v amqp-publish >/dev/null || apt_missing+=(amqp-tools)
+command -v openssl >/dev/null || apt_missing+=(openssl)
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+    say "installing ${apt_missing[*]} (apt-get)"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${apt_missing[@]}"; } >/dev/null \
+        || die "apt-get install ${apt_missing[*]} failed"
 fi
 
 # rabbitmqadmin: a stdlib-only Python script.
@@ -129,13 +144,51 @@ except OSError:
     sys.exit(1)' "$1"
 }
 
+# A self-signed certificate for localhost, and the config: guest as usual, plus c-user whose
+# patterns allow only names starting with c- (the C client's refused-permission cases).
+TLS_DIR="$WORK/tls"
+mkdir -p "$TLS_DIR"
+if [ ! -s "$TLS_DIR/cert.pem" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1 \
+        || die "openssl could not make a certificate"
+fi
+CONFIG="$WORK/interop.toml"
+write_config() {
+    cat >"$CONFIG" <<TOML
+[[users]]
+name = "guest"
+password = "guest"
+tags = ["administrator"]
+
+[[users]]
+name = "c-user"
+password = "pw"
+
+[[permissions]]
+user = "c-user"
+configure = "^c-"
+write = "^c-"
+read = "^c-"
+
+[tls]
+port = $1
+cert_file = "$TLS_DIR/cert.pem"
+key_file = "$TLS_DIR/key.pem"
+TOML
+}
+
 # A free port can be taken between picking and binding it: try a few.
 PORT=""
 for attempt in 1 2 3; do
     candidate="$(free_port)"
+    TLS_PORT="$(free_port)"
     HTTP_PORT="$(free_port)"
-    "$BIN" serve --bind 127.0.0.1 --port "$candidate" --http-port "$HTTP_PORT" --data-dir "$DATA_DIR" \
-        --log-level "$LOG_LEVEL" >"$BROKER_LOG" 2>&1 &
+    write_config "$TLS_PORT"
+    "$BIN" serve --config "$CONFIG" --bind 127.0.0.1 --port "$candidate" \
+        --http-port "$HTTP_PORT" --data-dir "$DATA_DIR" --log-level "$LOG_LEVEL" \
+        >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 1 100); do
         if ! is_running "$BROKER_PID"; then
@@ -162,6 +215,9 @@ done
 say "warren (pid $BROKER_PID) listening on 127.0.0.1:$PORT (HTTP $HTTP_PORT)"
 
 export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
+export AMQP_RESTRICTED_URL="amqp://c-user:pw@127.0.0.1:$PORT/%2F"
+export AMQPS_URL="amqps://guest:guest@localhost:$TLS_PORT/%2F"
+export AMQP_CACERT="$TLS_DIR/cert.pem"
 
 # --- scripts -------------------------------------------------------------------------------
 TOTAL_PASSED=0
@@ -202,6 +258,7 @@ run_suite interop-celery "$PY" interop/celery/test_celery.py
 run_suite interop-frameworks "$PY" interop/frameworks/test_frameworks.py
 export HTTP_PORT RABBITMQADMIN="$RMQADMIN"
 run_suite interop-rabbitmqadmin "$PY" interop/rabbitmqadmin/test_rabbitmqadmin.py
+run_suite interop-amqp-tools bash interop/c/test_amqp_tools.sh
 
 # --- graceful shutdown ---------------------------------------------------------------------
 if is_running "$BROKER_PID"; then

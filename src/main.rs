@@ -215,6 +215,9 @@ async fn run(cfg: Config) -> ExitCode {
         }
     };
     info!("listening on {} (AMQP 0-9-1)", handle.amqp_addr());
+    if let Some(a) = handle.tls_addr() {
+        info!("listening on {a} (AMQP 0-9-1 over TLS)");
+    }
 
     let sig = signals.next().await;
     info!("received {sig}, shutting down: closing connections with 320 CONNECTION_FORCED");

@@ -64,6 +64,38 @@ async fn set_list_and_clear_permissions() {
 }
 
 #[tokio::test]
+async fn set_list_and_clear_topic_permissions() {
+    let b = Broker::start().await;
+    add_user(&b, "bob").await;
+    for x in ["events", "logs"] {
+        let (code, _, err) = ctl(
+            &b,
+            &["set-topic-permissions", "bob", x, "^{username}\\.", ""],
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, out, _) = ctl(&b, &["list-topic-permissions", "--user", "bob"]).await;
+    assert_eq!(code, 0);
+    let row = out.lines().find(|l| l.contains("events")).expect(&out);
+    assert!(
+        row.starts_with("bob") && row.contains("^{username}\\."),
+        "{row}"
+    );
+    // One exchange's, then the rest.
+    let (code, _, err) = ctl(&b, &["clear-topic-permissions", "bob", "events"]).await;
+    assert_eq!(code, 0, "{err}");
+    let left = b.http().get("/api/topic-permissions/%2F/bob").await.json();
+    assert_eq!(left.as_array().map(Vec::len), Some(1), "{left}");
+    assert_eq!(left[0]["exchange"], "logs");
+    let (code, _, err) = ctl(&b, &["clear-topic-permissions", "bob"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = ctl(&b, &["clear-topic-permissions", "bob"]).await;
+    assert_eq!(code, 1, "nothing left to clear");
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_pattern_is_refused() {
     let b = Broker::start().await;
     add_user(&b, "bob").await;

@@ -277,10 +277,28 @@ async fn delete_amq_direct_is_403() {
     .await;
     assert_eq!(code_of(r), Some(403));
     let text = fx.channel_closed_with(403).await;
-    // RabbitMQ's text, word for word.
-    assert!(
-        text.contains("deletion of system exchange 'amq.direct' in vhost '/' not allowed"),
-        "{text}"
+    // RabbitMQ's check_exchange_deletion.
+    assert_eq!(
+        text,
+        "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
+    );
+    fx.survives().await;
+}
+
+#[tokio::test]
+async fn delete_default_exchange_is_403_with_rabbitmq_s_text() {
+    let mut fx = fixture().await;
+    let r = within(
+        5,
+        fx.ch
+            .exchange_delete("".into(), ExchangeDeleteOptions::default()),
+    )
+    .await;
+    assert_eq!(code_of(r), Some(403));
+    let text = fx.channel_closed_with(403).await;
+    assert_eq!(
+        text,
+        "ACCESS_REFUSED - operation not permitted on the default exchange"
     );
     fx.survives().await;
 }

@@ -1,6 +1,7 @@
 //! Who may use the HTTP API: basic auth against warren's users, and RabbitMQ's management tags
-//! (no tag: 401 "Not management user"; monitoring reads but does not change; management sees
-//! only its own vhosts and connections; administrator-only resources are 401 "not_authorised" for others, as in RabbitMQ).
+//! (no tag: 401 "Not management user"; monitoring reads everything and changes what its
+//! permissions allow; management sees only its own vhosts and connections; administrator-only
+//! resources are refused to others). RabbitMQ answers every refusal with 401 `not_authorised`.
 
 use crate::common;
 
@@ -24,7 +25,7 @@ async fn broker() -> Broker {
         c.users = vec![
             user("guest", &["administrator"], &[]),
             user("plain", &[], &[]),
-            user("watcher", &["monitoring"], &[]),
+            user("watcher", &["monitoring"], &["/"]),
             user("dev", &["management"], &["/"]),
         ];
         // guest's password comes from the helper: guest-pw; tests use the admin "guest".
@@ -61,7 +62,7 @@ async fn no_credentials_wrong_password_and_no_tag_are_401() {
 }
 
 #[tokio::test]
-async fn monitoring_reads_everything_but_changes_nothing() {
+async fn monitoring_reads_everything_and_changes_where_permitted() {
     let b = broker().await;
     let admin = b.http().as_user("guest", "guest-pw");
     admin.put("/api/queues/other/q", json!({})).await;
@@ -72,11 +73,20 @@ async fn monitoring_reads_everything_but_changes_nothing() {
         1
     );
     assert_eq!(w.get("/api/nodes").await.status, 200);
+    // No permission in `other`: RabbitMQ's vhost refusal.
     let r = w.delete("/api/queues/other/q").await;
     assert_eq!(r.status, 401, "{}", r.body);
-    assert_eq!(w.put("/api/queues/%2F/x", json!({})).await.status, 401);
+    assert_eq!(
+        r.json()["reason"],
+        "User not authorised to access virtual host"
+    );
     assert_eq!(w.delete("/api/queues/other/q/contents").await.status, 401);
-    assert_eq!(w.get("/api/users").await.status, 401);
+    // Monitoring includes management: where it has permissions it declares and deletes.
+    assert_eq!(w.put("/api/queues/%2F/x", json!({})).await.status, 201);
+    assert_eq!(w.delete("/api/queues/%2F/x").await.status, 204);
+    let r = w.get("/api/users").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "Not administrator user");
     assert_eq!(w.get("/api/definitions").await.status, 401);
     assert_eq!(admin.get("/api/queues/other/q").await.status, 200);
 }

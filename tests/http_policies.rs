@@ -108,6 +108,7 @@ async fn bad_policies_are_400_and_plain_users_401() {
         )
         .await;
     assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["reason"], "User not authorised to access object");
     http.put(
         "/api/users/pm",
         json!({"password": "pw", "tags": "policymaker"}),

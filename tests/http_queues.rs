@@ -67,6 +67,7 @@ async fn bad_bodies_and_missing_queues() {
     assert_eq!(r.status, 400);
     let r = http.put("/api/queues/%2F/amq.q", json!({})).await;
     assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "Access refused.");
     let r = http
         .put("/api/queues/%2F/q", json!({"exclusive": true}))
         .await;
@@ -267,4 +268,25 @@ async fn stream_queues_show_offsets() {
         .unwrap()
         .iter()
         .any(|q| q["name"] == "events"));
+}
+
+#[tokio::test]
+async fn a_refused_declare_gives_rabbitmq_s_reason_without_the_amqp_prefix() {
+    let b = Broker::start().await;
+    let http = b.http();
+    assert_eq!(
+        http.put("/api/queues/%2F/eq", json!({"durable": true}))
+            .await
+            .status,
+        201
+    );
+    let r = http
+        .put("/api/queues/%2F/eq", json!({"durable": false}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json()["reason"],
+        "inequivalent arg 'durable' for queue 'eq' in vhost '/': received 'false' but current is 'true'"
+    );
+    b.stop().await;
 }

@@ -83,4 +83,5 @@ mod stream_smoke;
 mod stream_tracking;
 mod stream_tracking_order;
 mod tls;
+mod topic_permissions;
 mod tx;

@@ -211,14 +211,18 @@ async fn limits_hold_after_a_restart() {
         .await
         .expect("declare");
     let persistent = || BasicProperties::default().with_delivery_mode(2);
+    // Confirmed publishes: lapin may send a later method (the passive declare of `count`)
+    // ahead of unconfirmed publish frames.
+    confirm_mode(&ch).await;
     for m in ["1", "2", "3"] {
-        send(&ch, "", "cap", m, persistent()).await;
+        assert!(send_confirmed(&ch, "cap", m, persistent()).await);
     }
     assert_eq!(count(&ch, "cap").await, 2);
     let b = restart(b).await;
     let (_c, ch) = b.channel().await;
     assert_eq!(count(&ch, "cap").await, 2);
-    send(&ch, "", "cap", "4", persistent()).await;
+    confirm_mode(&ch).await;
+    assert!(send_confirmed(&ch, "cap", "4", persistent()).await);
     assert_eq!(bodies(&ch, "cap").await, ["3", "4"]);
     b.stop().await;
 }

@@ -10,7 +10,7 @@
 
 use crate::auth::User;
 use crate::broker::Broker;
-use crate::config::PermissionConfig;
+use crate::config::{PermissionConfig, TopicPermissionConfig};
 use crate::store::definitions::{Loaded, PermissionDef, UserDef, VhostDef};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -52,6 +52,8 @@ impl Permission {
 pub struct Access {
     perms: RwLock<BTreeMap<(String, String), Permission>>,
     vhost_meta: RwLock<BTreeMap<String, VhostDef>>,
+    /// Topic permissions (`super::topic_permissions`), under the same generation.
+    pub(super) topics: super::topic_permissions::TopicPermissions,
     /// Bumped after every change to `perms`; connections compare it with the generation their
     /// compiled patterns came from (one relaxed load per check).
     generation: AtomicU64,
@@ -64,9 +66,13 @@ impl Access {
         users: &[Arc<User>],
         vhosts: &[String],
         configured: &[PermissionConfig],
+        topics: &[TopicPermissionConfig],
         loaded: &Loaded,
     ) -> Access {
-        let a = Access::default();
+        let a = Access {
+            topics: super::topic_permissions::TopicPermissions::bootstrap(topics, loaded),
+            ..Access::default()
+        };
         {
             let mut p = a.perms.write();
             for u in users {
@@ -116,9 +122,30 @@ impl Access {
         self.generation.load(Relaxed)
     }
 
-    /// Permissions changed (called after the change is in `perms`).
-    fn bump(&self) {
+    /// Permissions changed (called after the change is in `perms` or `topics`).
+    pub(super) fn bump(&self) {
         self.generation.fetch_add(1, Relaxed);
+    }
+
+    /// A user's topic permissions in a vhost, by exchange.
+    pub fn topic_permissions_of(
+        &self,
+        user: &str,
+        vhost: &str,
+    ) -> Vec<(String, super::topic_permissions::TopicPermission)> {
+        self.topics.of(user, vhost)
+    }
+
+    /// Every topic permission as (user, vhost, exchange, patterns).
+    pub fn topic_permissions(
+        &self,
+    ) -> Vec<(
+        String,
+        String,
+        String,
+        super::topic_permissions::TopicPermission,
+    )> {
+        self.topics.list()
     }
 
     pub fn permission(&self, user: &str, vhost: &str) -> Option<Permission> {
@@ -231,6 +258,7 @@ impl Broker {
         self.remove_vhost(name);
         self.access.vhost_meta.write().remove(name);
         self.access.perms.write().retain(|(_, vn), _| vn != name);
+        self.access.topics.remove_vhost(name);
         self.access.bump();
         for c in self.registry.list() {
             if &*c.meta.vhost == name {
@@ -288,16 +316,25 @@ impl Broker {
         for v in gone {
             self.clear_permission(name, &v)?;
         }
+        let mut topic_vhosts: Vec<String> = self
+            .access
+            .topic_permissions()
+            .into_iter()
+            .filter(|(u, _, _, _)| u == name)
+            .map(|(_, v, _, _)| v)
+            .collect();
+        topic_vhosts.dedup();
+        for v in topic_vhosts {
+            self.clear_topic_permissions(name, &v, None)?;
+        }
         Ok(())
     }
 
     /// Set a user's permissions in a vhost (both must exist).
     pub fn set_permission(&self, user: &str, vhost: &str, p: Permission) -> Result<(), AdminError> {
-        if self.users.get(user).is_none() {
-            return Err(AdminError::BadRequest(format!("user '{user}' not found")));
-        }
-        if self.vhost(vhost).is_none() {
-            return Err(AdminError::BadRequest(format!("vhost '{vhost}' not found")));
+        if self.users.get(user).is_none() || self.vhost(vhost).is_none() {
+            // RabbitMQ's reason, word for word.
+            return Err(AdminError::BadRequest("vhost_or_user_not_found".into()));
         }
         for pattern in [&p.configure, &p.write, &p.read] {
             super::permissions::validate(pattern).map_err(AdminError::BadRequest)?;

@@ -243,7 +243,7 @@ impl Broker {
         if let Err(max) = take(&usage.connections, &usage.limits.values[0]) {
             l.connections.fetch_sub(1, Relaxed);
             return Err(AmqpError::not_allowed(format!(
-                "Connection refused for user '{}': user connection limit ({max}) is reached",
+                "connection refused for user '{}': user connection limit ({max}) is reached",
                 user.name
             )));
         }
@@ -277,7 +277,8 @@ impl Broker {
     ) -> Result<(), AdminError> {
         check_name(VHOST_LIMITS, name)?;
         let Some(v) = self.vhost(vhost) else {
-            return Err(AdminError::NotFound(format!("vhost '{vhost}' not found")));
+            // RabbitMQ's reason, word for word.
+            return Err(AdminError::NotFound("vhost_not_found".into()));
         };
         let mut values = v.limits.values();
         match value {
@@ -305,7 +306,8 @@ impl Broker {
     ) -> Result<(), AdminError> {
         check_name(USER_LIMITS, name)?;
         if self.users.get(user).is_none() {
-            return Err(AdminError::NotFound(format!("user '{user}' not found")));
+            // RabbitMQ: 400 (its reason is the Erlang term `[no_such_user, <name>]`).
+            return Err(AdminError::BadRequest(format!("no_such_user: {user}")));
         }
         let usage = self.user_limits.usage(user);
         let mut values = usage.values();

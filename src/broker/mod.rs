@@ -20,6 +20,7 @@ pub mod sampler;
 pub mod sender_selected;
 pub mod stats;
 pub mod stream;
+pub mod topic_permissions;
 pub mod vhost;
 
 use crate::auth::{User, Users};
@@ -105,7 +106,13 @@ impl Broker {
                 None => tracing::warn!(user = %d.name, "skipping a stored user with a bad hash"),
             }
         }
-        let access = Access::bootstrap(&users.list(), &names, &config.permissions, &loaded);
+        let access = Access::bootstrap(
+            &users.list(),
+            &names,
+            &config.permissions,
+            &config.topic_permissions,
+            &loaded,
+        );
 
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = names

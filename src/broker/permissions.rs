@@ -158,6 +158,9 @@ pub struct Authz {
     generation: u64,
     /// None: the user has no permission in the vhost (any more): everything is refused.
     compiled: Option<Compiled>,
+    /// The user's topic permissions in the vhost; None (the usual case) when there are none,
+    /// which is all a publish to a topic exchange then costs.
+    topics: Option<Box<super::topic_permissions::CompiledTopics>>,
 }
 
 impl Authz {
@@ -168,6 +171,7 @@ impl Authz {
             vhost: Arc::from(vhost),
             generation: UNLOADED,
             compiled: None,
+            topics: None,
         }
     }
 
@@ -188,6 +192,14 @@ impl Authz {
             .access
             .permission(&self.user, &self.vhost)
             .map(|p| Compiled::new(&p));
+        self.topics = super::topic_permissions::CompiledTopics::new(
+            self.broker
+                .access
+                .topic_permissions_of(&self.user, &self.vhost),
+            &self.user,
+            &self.vhost,
+        )
+        .map(Box::new);
         self.generation = g;
     }
 
@@ -200,6 +212,32 @@ impl Authz {
             return Ok(());
         }
         Err(refusal(perm, kind, name, &self.vhost, &self.user))
+    }
+}
+
+impl Authz {
+    /// Are keys used with this (topic) exchange checked, i.e. does the user have a topic
+    /// permission on it?
+    pub fn topic_checked(&mut self, exchange: &str) -> bool {
+        self.refresh();
+        self.topics.as_ref().is_some_and(|t| t.covers(exchange))
+    }
+
+    /// RabbitMQ's topic authorisation: may the routing key (`Write`, publishing) or binding
+    /// key (`Read`, binding from the exchange) be used on this topic exchange? Call only for
+    /// topic exchanges, after the resource permission check.
+    pub fn check_topic(&mut self, perm: Perm, exchange: &str, key: &str) -> AmqpResult<()> {
+        self.refresh();
+        match &self.topics {
+            Some(t) if !t.allows(perm, exchange, key) => Err(super::topic_permissions::refusal(
+                perm,
+                exchange,
+                key,
+                &self.vhost,
+                &self.user,
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

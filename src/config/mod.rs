@@ -88,6 +88,9 @@ pub struct Config {
     /// Resource permissions (`[[permissions]]`): a user's configure / write / read patterns in a
     /// vhost, replacing the full access a `[[users]]` entry's `vhosts` grants there.
     pub permissions: Vec<PermissionConfig>,
+    /// Topic permissions (`[[topic_permissions]]`): write / read patterns for routing and
+    /// binding keys on one topic exchange.
+    pub topic_permissions: Vec<TopicPermissionConfig>,
     /// When true, `guest` may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub guest_loopback_only: bool,
     pub store: StoreConfig,
@@ -117,6 +120,7 @@ impl Default for Config {
             users: Vec::new(),
             vhosts: vec!["/".into()],
             permissions: Vec::new(),
+            topic_permissions: Vec::new(),
             guest_loopback_only: true,
             store: StoreConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -383,6 +387,25 @@ impl Config {
             for pattern in [&p.configure, &p.write, &p.read] {
                 crate::broker::permissions::validate(pattern)
                     .map_err(|r| ConfigError::invalid("permissions", r))?;
+            }
+        }
+        for p in &self.topic_permissions {
+            let key = "topic_permissions";
+            if users.get(&p.user).is_none() {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("user {:?} is not a configured user", p.user),
+                ));
+            }
+            if !self.vhosts.contains(&p.vhost) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("vhost {:?} is not listed in vhosts", p.vhost),
+                ));
+            }
+            for pattern in [&p.write, &p.read] {
+                crate::broker::topic_permissions::validate(pattern)
+                    .map_err(|r| ConfigError::invalid(key, r))?;
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The configuration's sections: `[[policies]]`, `[consumers]`, `[http]`, `[alarms]`, `[store]`,
-//! `[limits]`, `[[users]]` and `[[permissions]]`, each with its defaults.
+//! `[limits]`, `[[users]]`, `[[permissions]]` and `[[topic_permissions]]`, each with its
+//! defaults.
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -273,6 +274,19 @@ pub struct PermissionConfig {
     #[serde(default = "default_vhost")]
     pub vhost: String,
     pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// One configured topic permission (RabbitMQ's `set_topic_permissions`): the routing and binding
+/// keys this user may use on one topic exchange of a vhost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPermissionConfig {
+    pub user: String,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub exchange: String,
     pub write: String,
     pub read: String,
 }

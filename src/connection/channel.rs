@@ -102,10 +102,11 @@ pub struct Channel {
     /// Process-unique id of this channel instance, so a late store event for a closed channel
     /// is not applied to a new channel that reuses its number.
     pub epoch: u64,
-    /// The exchange last published to, to skip the map lookup for a run of publishes, and the
+    /// The exchange last published to, to skip the map lookup for a run of publishes, the
     /// access generation at which write permission on it was granted (so a run of publishes
-    /// costs one relaxed load, not a pattern match each).
-    pub last_exchange: Option<(Bytes, Arc<Exchange>, u64)>,
+    /// costs one relaxed load, not a pattern match each), and whether routing keys sent to it
+    /// are checked against a topic permission (a topic exchange the user has one on).
+    pub last_exchange: Option<(Bytes, Arc<Exchange>, u64, bool)>,
     /// This channel in its user's channel count (max-channels); given back when dropped.
     #[allow(dead_code)] // held for its Drop
     pub user_slot: Option<ChannelSlot>,

@@ -420,7 +420,12 @@ impl Conn {
                 (d.nowait, E::DeleteOk(exchange::DeleteOk {}))
             }
             E::Bind(b) => {
-                self.check_binding(Kind::Exchange, b.destination.as_str(), b.source.as_str())?;
+                self.check_binding(
+                    Kind::Exchange,
+                    b.destination.as_str(),
+                    b.source.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 v.bind_exchange(
                     b.destination.as_str(),
                     b.source.as_str(),
@@ -430,7 +435,12 @@ impl Conn {
                 (b.nowait, E::BindOk(exchange::BindOk {}))
             }
             E::Unbind(b) => {
-                self.check_binding(Kind::Exchange, b.destination.as_str(), b.source.as_str())?;
+                self.check_binding(
+                    Kind::Exchange,
+                    b.destination.as_str(),
+                    b.source.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 v.unbind_exchange(
                     b.destination.as_str(),
                     b.source.as_str(),
@@ -478,7 +488,12 @@ impl Conn {
                 (d.nowait, Q::DeclareOk(ok))
             }
             Q::Bind(b) => {
-                self.check_binding(Kind::Queue, b.queue.as_str(), b.exchange.as_str())?;
+                self.check_binding(
+                    Kind::Queue,
+                    b.queue.as_str(),
+                    b.exchange.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 v.bind_queue(
                     b.queue.as_str(),
                     b.exchange.as_str(),
@@ -489,7 +504,12 @@ impl Conn {
                 (b.nowait, Q::BindOk(queue::BindOk {}))
             }
             Q::Unbind(b) => {
-                self.check_binding(Kind::Queue, b.queue.as_str(), b.exchange.as_str())?;
+                self.check_binding(
+                    Kind::Queue,
+                    b.queue.as_str(),
+                    b.exchange.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 v.unbind_queue(
                     b.queue.as_str(),
                     b.exchange.as_str(),
@@ -522,11 +542,26 @@ impl Conn {
     /// queue.bind/unbind and exchange.bind/unbind: write on the destination, read on the
     /// source (RabbitMQ's order; a default exchange on either end is refused by the vhost
     /// before the source's permission is looked at).
-    fn check_binding(&mut self, dest_kind: Kind, dest: &str, source: &str) -> AmqpResult<()> {
+    /// Then, for a topic source the user has a topic permission on, read on the binding key.
+    fn check_binding(
+        &mut self,
+        dest_kind: Kind,
+        dest: &str,
+        source: &str,
+        key: &str,
+    ) -> AmqpResult<()> {
         self.authz.check(Perm::Write, dest_kind, dest)?;
         let default_end = source.is_empty() || (dest_kind == Kind::Exchange && dest.is_empty());
         if !default_end {
             self.authz.check(Perm::Read, Kind::Exchange, source)?;
+            if self.authz.topic_checked(source)
+                && self
+                    .vhost
+                    .exchange(source)
+                    .is_some_and(|e| e.kind() == crate::broker::exchange::ExchangeKind::Topic)
+            {
+                self.authz.check_topic(Perm::Read, source, key)?;
+            }
         }
         Ok(())
     }

@@ -175,14 +175,17 @@ pub async fn run(
             .into())
         }
     };
-    let refused = |why: String| -> HandshakeEnd {
+    // The reason goes to the log; the client (if it announced authentication_failure_close)
+    // gets `told`.
+    let refused_as = |why: &str, told: String| -> HandshakeEnd {
         tracing::warn!(%peer, "authentication refused: {why}");
         if caps.authentication_failure_close {
-            HandshakeEnd::Close(AmqpError::access_refused_connection(why).on(10, 11))
+            HandshakeEnd::Close(AmqpError::access_refused_connection(told).on(10, 11))
         } else {
             HandshakeEnd::Dropped
         }
     };
+    let refused = |why: String| -> HandshakeEnd { refused_as(&why, why.clone()) };
     let user = if ok.mechanism.as_str() == "EXTERNAL" {
         // The certificate was verified by the TLS layer: its common name is the user.
         let name = cert_user.unwrap_or_default();
@@ -193,16 +196,21 @@ pub async fn run(
         };
         broker.users.authenticate(&username, &password)
     };
+    // RabbitMQ tells the client only this (`auth_fail`).
+    let safe = |why: &str| -> HandshakeEnd {
+        refused_as(
+            why,
+            format!(
+                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                ok.mechanism
+            ),
+        )
+    };
     let Some(user) = user else {
-        return Err(refused(format!(
-            "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-            ok.mechanism
-        )));
+        return Err(safe("unknown user or wrong password"));
     };
     if user.name == "guest" && broker.config.guest_loopback_only && !peer.ip().is_loopback() {
-        return Err(refused(
-            "user 'guest' can only connect via localhost".to_string(),
-        ));
+        return Err(safe("user 'guest' can only connect via localhost"));
     }
     let tune = connection::Tune {
         channel_max: limits.channel_max,

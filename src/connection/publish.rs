@@ -150,13 +150,20 @@ impl Conn {
         header: ContentHeader,
         body: Bytes,
     ) -> AmqpResult<()> {
-        let ex = self.resolve_exchange(chan, &p.exchange)?;
+        let (ex, topic_checked) = self.resolve_exchange(chan, &p.exchange)?;
         if ex.options.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal {}",
                 ex.describe()
             ))
             .on(60, 40));
+        }
+        if topic_checked {
+            // RabbitMQ's topic authorisation, after the internal-exchange check as there.
+            let x = String::from_utf8_lossy(&p.exchange);
+            self.authz
+                .check_topic(Perm::Write, &x, &String::from_utf8_lossy(&p.routing_key))
+                .map_err(|e| e.on(60, 40))?;
         }
         // RabbitMQ's validated user-id: a claimed user_id must be the authenticated user.
         if let Some(claimed) = crate::protocol::properties::user_id(&header.properties) {
@@ -426,17 +433,18 @@ impl Conn {
 
     /// The exchange a publish names, with write permission on it checked (before the lookup,
     /// as RabbitMQ does), from the channel's one-entry cache when it matches: a run of
-    /// publishes to one exchange costs one relaxed load of the access generation.
+    /// publishes to one exchange costs one relaxed load of the access generation. Also: must
+    /// the routing key pass a topic permission?
     fn resolve_exchange(
         &mut self,
         chan: u16,
         name: &Bytes,
-    ) -> AmqpResult<Arc<crate::broker::exchange::Exchange>> {
+    ) -> AmqpResult<(Arc<crate::broker::exchange::Exchange>, bool)> {
         let generation = self.authz.generation();
         let ch = self.ch(chan)?;
-        if let Some((n, e, g)) = &ch.last_exchange {
+        if let Some((n, e, g, topic)) = &ch.last_exchange {
             if n == name && *g == generation && !e.is_deleted() {
-                return Ok(e.clone());
+                return Ok((e.clone(), *topic));
             }
         }
         let s = std::str::from_utf8(name).unwrap_or("");
@@ -450,8 +458,10 @@ impl Conn {
             ))
             .on(60, 40));
         };
-        self.ch(chan)?.last_exchange = Some((name.clone(), e.clone(), generation));
-        Ok(e)
+        let topic =
+            e.kind() == crate::broker::exchange::ExchangeKind::Topic && self.authz.topic_checked(s);
+        self.ch(chan)?.last_exchange = Some((name.clone(), e.clone(), generation, topic));
+        Ok((e, topic))
     }
 
     /// Publish `seq` is in every target queue; it still waits for `waits` log syncs. Confirms go

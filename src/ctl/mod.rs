@@ -136,6 +136,32 @@ pub enum CtlCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Set a user's topic permission on a topic exchange: the routing keys they may publish
+    /// with (write) and bind with (read), as RabbitMQ's set_topic_permissions.
+    SetTopicPermissions {
+        user: String,
+        exchange: String,
+        #[arg(allow_hyphen_values = true)]
+        write: String,
+        #[arg(allow_hyphen_values = true)]
+        read: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Remove a user's topic permissions in a vhost: all, or the one on EXCHANGE.
+    ClearTopicPermissions {
+        user: String,
+        exchange: Option<String>,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// List topic permissions: all, one vhost's (--vhost) or one user's (--user).
+    ListTopicPermissions {
+        #[arg(long, conflicts_with = "user")]
+        vhost: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Set a vhost limit: max-connections or max-queues (negative: no limit).
     SetVhostLimit {
         /// max-connections or max-queues
@@ -347,6 +373,51 @@ pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
             }
             let rows = list.as_array().cloned().unwrap_or_default();
             Ok(table::render(&rows, table::columns("permissions")))
+        }
+        CtlCommand::SetTopicPermissions {
+            user,
+            exchange,
+            write,
+            read,
+            vhost,
+        } => {
+            let body = serde_json::json!({"exchange": exchange, "write": write, "read": read});
+            c.call(
+                "PUT",
+                &format!("/api/topic-permissions/{}/{}", seg(vhost), seg(user)),
+                Some(&body),
+                &[],
+            )?;
+            Ok(done(format!(
+                "set topic permissions of user '{user}' on exchange '{exchange}' in vhost '{vhost}'"
+            )))
+        }
+        CtlCommand::ClearTopicPermissions {
+            user,
+            exchange,
+            vhost,
+        } => {
+            let mut path = format!("/api/topic-permissions/{}/{}", seg(vhost), seg(user));
+            if let Some(x) = exchange {
+                path.push_str(&format!("?exchange={}", seg(x)));
+            }
+            c.call("DELETE", &path, None, &[])?;
+            Ok(done(format!(
+                "cleared topic permissions of user '{user}' in vhost '{vhost}'"
+            )))
+        }
+        CtlCommand::ListTopicPermissions { vhost, user } => {
+            let path = match (vhost, user) {
+                (Some(v), _) => format!("/api/vhosts/{}/topic-permissions", seg(v)),
+                (None, Some(u)) => format!("/api/users/{}/topic-permissions", seg(u)),
+                (None, None) => "/api/topic-permissions".to_string(),
+            };
+            let list = c.get(&path)?;
+            if a.json {
+                return Ok(pretty(&list));
+            }
+            let rows = list.as_array().cloned().unwrap_or_default();
+            Ok(table::render(&rows, table::columns("topic_permissions")))
         }
         CtlCommand::SetVhostLimit { name, value, vhost } => {
             c.call(

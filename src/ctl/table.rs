@@ -71,6 +71,13 @@ pub fn columns(resource: &str) -> &'static [Column] {
             ("write", "write"),
             ("read", "read"),
         ],
+        "topic_permissions" => &[
+            ("user", "user"),
+            ("vhost", "vhost"),
+            ("exchange", "exchange"),
+            ("write", "write"),
+            ("read", "read"),
+        ],
         "limits" => &[
             ("scope", "scope"),
             ("name", "name"),

@@ -327,15 +327,14 @@ pub async fn put_permission(
 ) -> ApiResult<StatusCode> {
     auth.require_admin()?;
     let body: Value = parse_body(&body)?;
-    let field = |k: &str| -> ApiResult<String> {
-        json::text(&body, k)?
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("{k} is required")))
-    };
+    let [configure, write, read]: [String; 3] =
+        json::required_texts(&body, &["configure", "write", "read"])?
+            .try_into()
+            .map_err(|_| ApiError::internal("field count"))?;
     let p = Permission {
-        configure: field("configure")?,
-        write: field("write")?,
-        read: field("read")?,
+        configure,
+        write,
+        read,
     };
     let existed = b.access.permission(&user, &vhost).is_some();
     b.set_permission(&user, &vhost, p)?;

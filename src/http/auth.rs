@@ -2,7 +2,8 @@
 //! management plugin has it: a user needs one of the management tags to use the API at all
 //! (else 401 "Not management user"); `management` and `policymaker` users see and change only
 //! the vhosts they have permissions in, and only their own connections; `monitoring` users see
-//! everything but change nothing; `administrator` users do anything.
+//! everything and otherwise are management users (RabbitMQ's tags nest: monitoring includes
+//! management); `administrator` users do anything.
 
 use super::error::{ApiError, ApiResult};
 use crate::auth::User;
@@ -31,11 +32,6 @@ impl Auth {
         self.is_admin() || self.user.has_tag("monitoring")
     }
 
-    /// May change things at all (monitoring-only users may not).
-    fn may_change(&self) -> bool {
-        self.is_admin() || self.user.has_tag("management") || self.user.has_tag("policymaker")
-    }
-
     /// Administrator only (users, permissions, vhosts, definitions).
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.is_admin() {
@@ -54,10 +50,7 @@ impl Auth {
     pub fn read_vhost(&self, vhost: &str) -> ApiResult<Arc<crate::broker::vhost::VHost>> {
         let v = self.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
         if !self.can_see(vhost) {
-            return Err(ApiError::forbidden(format!(
-                "access to vhost '{vhost}' refused for user '{}'",
-                self.user.name
-            )));
+            return Err(vhost_refused());
         }
         Ok(v)
     }
@@ -85,20 +78,70 @@ impl Auth {
         .map_err(ApiError::from)
     }
 
+    /// [`Auth::authorize`] as `POST .../get` answers a refusal: RabbitMQ's management plugin
+    /// runs it over a channel and passes the channel's close text on (401).
+    pub fn authorize_get(&self, vhost: &str, name: &str) -> ApiResult<()> {
+        use crate::broker::permissions::{check_once, Kind, Perm};
+        if self.is_admin() {
+            return Ok(());
+        }
+        check_once(
+            &self.broker,
+            &self.user.name,
+            vhost,
+            Perm::Read,
+            Kind::Queue,
+            name,
+        )
+        .map_err(|e| ApiError::unauthorized(e.text))
+    }
+
+    /// Topic authorisation of a publish to a topic exchange through the API: 400 with the
+    /// close's code and text, as [`Auth::authorize_publish`].
+    pub fn authorize_topic_publish(&self, vhost: &str, exchange: &str, key: &str) -> ApiResult<()> {
+        use crate::broker::permissions::Perm;
+        use crate::broker::topic_permissions::{refusal, CompiledTopics};
+        if self.is_admin() {
+            return Ok(());
+        }
+        let name = &self.user.name;
+        let topics = CompiledTopics::new(
+            self.broker.access.topic_permissions_of(name, vhost),
+            name,
+            vhost,
+        );
+        match topics {
+            Some(t) if !t.allows(Perm::Write, exchange, key) => {
+                let e = refusal(Perm::Write, exchange, key, vhost, name);
+                Err(ApiError::bad_request(format!("{} {}", e.code, e.text)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Auth::authorize`] as `POST .../publish` answers a refusal: 400 with the code and text
+    /// of the channel close ("403 ACCESS_REFUSED - write access to exchange ...").
+    pub fn authorize_publish(&self, vhost: &str, exchange: &str) -> ApiResult<()> {
+        use crate::broker::permissions::{Kind, Perm};
+        if self.is_admin() {
+            return Ok(());
+        }
+        crate::broker::permissions::check_once(
+            &self.broker,
+            &self.user.name,
+            vhost,
+            Perm::Write,
+            Kind::Exchange,
+            exchange,
+        )
+        .map_err(|e| ApiError::bad_request(format!("{} {}", e.code, e.text)))
+    }
+
     /// Changing something in `vhost`.
     pub fn write_vhost(&self, vhost: &str) -> ApiResult<Arc<crate::broker::vhost::VHost>> {
         let v = self.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
-        if !self.may_change() {
-            return Err(ApiError::forbidden(format!(
-                "user '{}' may only monitor (tag monitoring)",
-                self.user.name
-            )));
-        }
         if !self.is_admin() && !self.broker.can_access(&self.user, vhost) {
-            return Err(ApiError::forbidden(format!(
-                "access to vhost '{vhost}' refused for user '{}'",
-                self.user.name
-            )));
+            return Err(vhost_refused());
         }
         Ok(v)
     }
@@ -110,8 +153,13 @@ impl Auth {
 
     /// Closing someone's connection: their own for management users, any for administrators.
     pub fn may_close_connection(&self, owner: &str) -> bool {
-        self.is_admin() || (self.may_change() && owner == self.user.name)
+        self.is_admin() || owner == self.user.name
     }
+}
+
+/// RabbitMQ's answer to a user without permissions in the vhost, reading or writing.
+fn vhost_refused() -> ApiError {
+    ApiError::unauthorized("User not authorised to access virtual host")
 }
 
 /// `Authorization: Basic base64(user:password)`.

@@ -2,7 +2,7 @@
 //! notion of, answered the way RabbitMQ answers them when the feature is unused, so tools that
 //! walk the whole API (rabbitmqadmin, monitoring agents, the Terraform and Kubernetes operators)
 //! get the shapes they expect: runtime `parameters` (only `vhost-limits` exist in warren),
-//! `global-parameters`, `operator-policies` (none), `topic-permissions` (none set),
+//! `global-parameters`, `operator-policies` (none),
 //! `feature-flags`, `auth`, the legacy `healthchecks/node`, the certificate-expiration check and
 //! `rebalance/queues` (nothing to rebalance on one node).
 
@@ -201,42 +201,6 @@ pub async fn put_operator_policy(
     Err(ApiError::bad_request(
         "operator policies are not supported by warren: use a policy",
     ))
-}
-
-/// `GET /api/topic-permissions`: none set.
-pub async fn topic_permissions_all(auth: Auth) -> ApiResult<Json<Value>> {
-    auth.require_admin()?;
-    Ok(Json(json!([])))
-}
-
-/// `GET /api/topic-permissions/{vhost}/{user}`: none set, so 404 as RabbitMQ answers.
-pub async fn topic_permission(
-    auth: Auth,
-    Path((_vhost, _user)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    auth.require_admin()?;
-    Err(ApiError::not_found())
-}
-
-/// `GET /api/users/{user}/topic-permissions`.
-pub async fn user_topic_permissions(
-    State(b): State<Arc<Broker>>,
-    auth: Auth,
-    Path(user): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.require_admin()?;
-    b.users.get(&user).ok_or_else(ApiError::not_found)?;
-    Ok(Json(json!([])))
-}
-
-/// `GET /api/vhosts/{vhost}/topic-permissions`.
-pub async fn vhost_topic_permissions(
-    auth: Auth,
-    Path(vhost): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.require_admin()?;
-    auth.read_vhost(&vhost)?;
-    Ok(Json(json!([])))
 }
 
 /// RabbitMQ's feature flags; every one describes something warren always does.

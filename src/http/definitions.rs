@@ -116,7 +116,7 @@ pub fn export(b: &Broker) -> Value {
         "users": b.users.list().iter().map(|u| user_json(b, u)).collect::<Vec<_>>(),
         "vhosts": vhosts,
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": super::topic_permissions::listed(b, |_, _| true),
         "parameters": limit_parameters(b),
         "global_parameters": [{"name": "cluster_name", "value": b.config.cluster_name}],
         "policies": b.vhosts().iter().flat_map(|v| v.list_policies()).collect::<Vec<_>>(),
@@ -277,7 +277,7 @@ fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiRe
 }
 
 fn ignored(doc: &Value) {
-    for k in ["parameters", "global_parameters", "topic_permissions"] {
+    for k in ["parameters", "global_parameters"] {
         let unsupported = |p: &Value| k != "parameters" || p["component"] != "vhost-limits";
         if doc
             .get(k)
@@ -346,6 +346,15 @@ pub async fn post_all(
         b.set_permission(
             req_text(p, "user", "permission")?,
             req_text(p, "vhost", "permission")?,
+            perm,
+        )?;
+    }
+    for p in list(&doc, "topic_permissions")? {
+        let (exchange, perm) = super::topic_permissions::from_json(p)?;
+        b.set_topic_permission(
+            req_text(p, "user", "topic permission")?,
+            req_text(p, "vhost", "topic permission")?,
+            &exchange,
             perm,
         )?;
     }

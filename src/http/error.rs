@@ -63,14 +63,24 @@ impl ApiError {
 }
 
 impl From<AmqpError> for ApiError {
-    /// An AMQP refusal from the broker: 404 for NOT_FOUND, 403 for ACCESS_REFUSED, 500 for a
+    /// An AMQP refusal from the broker: 404 for NOT_FOUND, 401 for ACCESS_REFUSED, 500 for a
     /// storage failure (not the request's fault), else 400 (inequivalent arguments, in use...).
     fn from(e: AmqpError) -> ApiError {
+        // RabbitMQ's reason is the explanation without the AMQP reply-text prefix
+        // ("PRECONDITION_FAILED - ").
+        let text = match e.text.split_once(" - ") {
+            Some((name, rest)) if name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') => {
+                rest.to_string()
+            }
+            _ => e.text,
+        };
         match e.code {
-            code::NOT_FOUND => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.text),
-            code::ACCESS_REFUSED => ApiError::forbidden(e.text),
-            code::INTERNAL_ERROR | code::RESOURCE_ERROR => ApiError::internal(e.text),
-            _ => ApiError::bad_request(e.text),
+            code::NOT_FOUND => ApiError::new(StatusCode::NOT_FOUND, "not_found", text),
+            // What RabbitMQ's management plugin answers to a refused operation (its channel
+            // was closed with 403), whatever the reason.
+            code::ACCESS_REFUSED => ApiError::unauthorized("Access refused."),
+            code::INTERNAL_ERROR | code::RESOURCE_ERROR => ApiError::internal(text),
+            _ => ApiError::bad_request(text),
         }
     }
 }

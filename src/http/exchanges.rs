@@ -190,10 +190,13 @@ pub async fn publish(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
-    auth.authorize(&vhost, Perm::Write, Kind::Exchange, url_name(&name))?;
+    auth.authorize_publish(&vhost, url_name(&name))?;
     let ex = find(&v, &name)?;
     let req: Value = parse_body(&body)?;
     let key = text(&req, "routing_key")?.unwrap_or("");
+    if ex.kind() == crate::broker::exchange::ExchangeKind::Topic {
+        auth.authorize_topic_publish(&vhost, url_name(&name), key)?;
+    }
     let payload =
         text(&req, "payload")?.ok_or_else(|| ApiError::bad_request("payload is required"))?;
     let body = match text(&req, "payload_encoding")?.unwrap_or("string") {

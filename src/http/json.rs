@@ -275,3 +275,21 @@ pub fn tags(v: Option<&Value>) -> ApiResult<Vec<String>> {
     }
     Ok(out)
 }
+
+/// The string fields `keys` of a request body, or RabbitMQ's 400 naming every missing one
+/// (`[{key_missing,write},{key_missing,read}]`).
+pub fn required_texts(v: &Value, keys: &[&str]) -> ApiResult<Vec<String>> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut missing = Vec::new();
+    for k in keys {
+        match text(v, k)? {
+            Some(t) => out.push(t.to_string()),
+            None => missing.push(format!("{{key_missing,{k}}}")),
+        }
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::bad_request(format!("[{}]", missing.join(","))))
+    }
+}

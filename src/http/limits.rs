@@ -20,7 +20,8 @@ fn value_of(body: &Bytes) -> ApiResult<i64> {
         Some(v) => v
             .as_i64()
             .ok_or_else(|| ApiError::bad_request("value must be an integer")),
-        None => Err(ApiError::bad_request("value is required")),
+        // RabbitMQ's reason, word for word.
+        None => Err(ApiError::bad_request("[{key_missing,value}]")),
     }
 }
 

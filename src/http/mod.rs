@@ -29,6 +29,7 @@ mod policies;
 mod query;
 mod queues;
 mod shape;
+mod topic_permissions;
 
 use crate::broker::Broker;
 use auth::Auth;
@@ -98,19 +99,6 @@ pub fn router(b: Arc<Broker>) -> Router {
             get(compat::operator_policy)
                 .put(compat::put_operator_policy)
                 .delete(compat::operator_policy),
-        )
-        .route("/api/topic-permissions", get(compat::topic_permissions_all))
-        .route(
-            "/api/topic-permissions/{vhost}/{user}",
-            get(compat::topic_permission),
-        )
-        .route(
-            "/api/users/{name}/topic-permissions",
-            get(compat::user_topic_permissions),
-        )
-        .route(
-            "/api/vhosts/{name}/topic-permissions",
-            get(compat::vhost_topic_permissions),
         )
         .route("/api/feature-flags", get(compat::feature_flags))
         .route("/api/auth", get(compat::auth_settings))
@@ -260,6 +248,21 @@ pub fn router(b: Arc<Broker>) -> Router {
             get(admin::permission)
                 .put(admin::put_permission)
                 .delete(admin::delete_permission),
+        )
+        .route("/api/topic-permissions", get(topic_permissions::all))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(topic_permissions::show)
+                .put(topic_permissions::put)
+                .delete(topic_permissions::delete),
+        )
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(topic_permissions::of_user),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(topic_permissions::of_vhost),
         )
         .route("/api/vhost-limits", get(limits::vhost_all))
         .route("/api/vhost-limits/{vhost}", get(limits::vhost_one))

@@ -31,7 +31,7 @@ fn json(d: &PolicyDef) -> Value {
 /// Setting policies: `policymaker` or `administrator`, with access to the vhost.
 fn require_policymaker(auth: &Auth, vhost: &str) -> ApiResult<()> {
     if !auth.is_admin() && !auth.user.has_tag("policymaker") {
-        return Err(ApiError::forbidden("Not policymaker user"));
+        return Err(ApiError::forbidden("User not authorised to access object"));
     }
     auth.write_vhost(vhost).map(|_| ())
 }

@@ -207,7 +207,7 @@ pub async fn get(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = auth.write_vhost(&vhost)?;
-    auth.authorize(&vhost, Perm::Read, Kind::Queue, &name)?;
+    auth.authorize_get(&vhost, &name)?;
     let q = find(&v, &name)?;
     let req: Value = parse_body(&body)?;
     let count = match req.get("count") {

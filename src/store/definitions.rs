@@ -23,6 +23,8 @@
 //!   older file just creates them.)
 //! - `limits`: (scope `vhost`/`user`, name) → [`LimitsDef`]: RabbitMQ's vhost and user limits;
 //!   a record with no limits left is removed.
+//! - `topic_permissions`: (user, vhost, exchange) → [`TopicPermissionDef`], tombstones as for
+//!   `permissions`.
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +137,20 @@ pub struct PermissionDef {
     pub deleted: bool,
 }
 
+/// A user's topic permission on one exchange of a vhost (or its removal: `deleted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TopicPermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub exchange: String,
+    #[serde(default)]
+    pub write: String,
+    #[serde(default)]
+    pub read: String,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
 /// The limits of one vhost (`scope` "vhost") or user (`scope` "user"), e.g. `max-connections`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct LimitsDef {
@@ -156,6 +172,7 @@ pub struct Loaded {
     pub vhost_defs: Vec<VhostDef>,
     pub users: Vec<UserDef>,
     pub permissions: Vec<PermissionDef>,
+    pub topic_permissions: Vec<TopicPermissionDef>,
     pub limits: Vec<LimitsDef>,
 }
 
@@ -200,6 +217,7 @@ const VHOST_DEFS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vhost_de
 const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
 const PERMISSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("permissions");
 const LIMITS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("limits");
+const TOPIC_PERMISSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("topic_permissions");
 /// Bumped when the layout above changes, so an old build refuses a newer file instead of
 /// misreading it.
 const SCHEMA_VERSION: u64 = 1;
@@ -377,6 +395,7 @@ impl Definitions {
                     USERS,
                     PERMISSIONS,
                     LIMITS,
+                    TOPIC_PERMISSIONS,
                 ] {
                     txn.open_table(t)?;
                 }
@@ -544,6 +563,17 @@ impl Definitions {
         })
     }
 
+    /// Stores a topic permission (or its tombstone).
+    pub fn put_topic_permission(&self, d: &TopicPermissionDef) -> Result<(), DefinitionsError> {
+        self.write("put_topic_permission", |txn| {
+            let value = encode("topic permission", d)?;
+            let k = key(&[d.user.as_bytes(), d.vhost.as_bytes(), d.exchange.as_bytes()]);
+            txn.open_table(TOPIC_PERMISSIONS)?
+                .insert(k.as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
     /// Stores the limits of a vhost or user; with none left, removes the record.
     pub fn put_limits(&self, d: &LimitsDef) -> Result<(), DefinitionsError> {
         self.write("put_limits", |txn| {
@@ -589,6 +619,10 @@ impl Definitions {
                 vhost_defs: read_all(&txn.open_table(VHOST_DEFS)?, "vhost")?,
                 users: read_all(&txn.open_table(USERS)?, "user")?,
                 permissions: read_all(&txn.open_table(PERMISSIONS)?, "permission")?,
+                topic_permissions: read_all(
+                    &txn.open_table(TOPIC_PERMISSIONS)?,
+                    "topic permission",
+                )?,
                 limits: read_all(&txn.open_table(LIMITS)?, "limits")?,
             })
         };
