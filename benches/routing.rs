@@ -62,6 +62,7 @@ fn message(routing_key: &str, properties: Bytes) -> Message {
         body: Bytes::from_static(&[b'x'; 16]),
         persistent: false,
         dead_lettered: false,
+        bcc: false,
     }
 }
 

@@ -209,3 +209,223 @@ async fn a_cc_that_is_not_an_array_fails_the_publish() {
     );
     b.stop().await;
 }
+
+/// Reject the one message in `queue` (basic.get, then basic.reject without requeue).
+async fn reject_one(ch: &lapin::Channel, queue: &str) {
+    let m = within(5, ch.basic_get(queue.into(), BasicGetOptions::default()))
+        .await
+        .expect("basic.get")
+        .unwrap_or_else(|| panic!("no message in {queue}"));
+    within(
+        5,
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false }),
+    )
+    .await
+    .expect("reject");
+}
+
+/// A source queue `src` on direct exchange `dx` dead-lettering into `dx` (optionally with a
+/// routing key), and queues bound with keys `cc`, `bcc` and `fixed`.
+async fn dead_letter_setup(ch: &lapin::Channel, dlrk: Option<&str>) {
+    within(
+        5,
+        ch.exchange_declare(
+            "dx".into(),
+            lapin::ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("exchange.declare");
+    let mut a = vec![("x-dead-letter-exchange", text("dx"))];
+    if let Some(k) = dlrk {
+        a.push(("x-dead-letter-routing-key", text(k)));
+    }
+    declare_args(ch, "src", args(&a))
+        .await
+        .expect("declare src");
+    for (q, key) in [
+        ("src", "src"),
+        ("cc", "cc"),
+        ("bcc", "bcc"),
+        ("fixed", "fixed"),
+    ] {
+        if q != "src" {
+            declare(ch, q).await;
+        }
+        within(
+            5,
+            ch.queue_bind(
+                q.into(),
+                "dx".into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .expect("queue.bind");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_routed_with_its_bcc_keys_which_stay_hidden() {
+    // RabbitMQ keeps CC and BCC keys as the message's routing keys: dead-lettered without a
+    // dead-letter routing key, the message goes to the BCC queue too (its header never shows).
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    dead_letter_setup(&ch, None).await;
+    publish_headers(
+        &ch,
+        "dx",
+        "src",
+        args(&[("CC", keys(&["cc"])), ("BCC", keys(&["bcc"]))]),
+        false,
+    )
+    .await;
+    // The first copies, straight from the publish.
+    for q in ["cc", "bcc"] {
+        let h = headers_in(&ch, q).await;
+        assert!(h.inner().get("BCC").is_none(), "BCC delivered from {q}");
+    }
+    let h = headers_in(&ch, "src").await;
+    assert!(h.inner().get("BCC").is_none(), "BCC delivered from src");
+    // Again, rejected this time: the dead letter goes to src (its key), cc and bcc.
+    publish_headers(
+        &ch,
+        "dx",
+        "src",
+        args(&[("CC", keys(&["cc"])), ("BCC", keys(&["bcc"]))]),
+        false,
+    )
+    .await;
+    for q in ["cc", "bcc"] {
+        headers_in(&ch, q).await;
+    }
+    reject_one(&ch, "src").await;
+    for q in ["src", "cc", "bcc"] {
+        let h = headers_in(&ch, q).await;
+        assert!(
+            h.inner().get("BCC").is_none(),
+            "BCC in the dead letter from {q}"
+        );
+        assert_eq!(h.inner().get("CC"), Some(&keys(&["cc"])), "{q}");
+        let deaths = match h.inner().get("x-death") {
+            Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
+            other => panic!("no x-death in {q}: {other:?}"),
+        };
+        let AMQPValue::FieldTable(d) = &deaths[0] else {
+            panic!("x-death entry is not a table")
+        };
+        // The death records CC keys, never BCC ones.
+        assert_eq!(
+            d.inner().get("routing-keys"),
+            Some(&keys(&["src", "cc"])),
+            "{q}"
+        );
+    }
+    assert_eq!(counts(&ch, "fixed").await.0, 0);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_routing_key_replaces_cc_and_bcc_and_drops_the_cc_header() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    dead_letter_setup(&ch, Some("fixed")).await;
+    publish_headers(
+        &ch,
+        "dx",
+        "src",
+        args(&[
+            ("CC", keys(&["cc"])),
+            ("BCC", keys(&["bcc"])),
+            ("x-app", long(1)),
+        ]),
+        false,
+    )
+    .await;
+    for q in ["cc", "bcc"] {
+        headers_in(&ch, q).await;
+    }
+    reject_one(&ch, "src").await;
+    let h = headers_in(&ch, "fixed").await;
+    assert!(h.inner().get("CC").is_none(), "CC kept: {h:?}");
+    assert!(h.inner().get("BCC").is_none(), "BCC kept: {h:?}");
+    assert_eq!(h.inner().get("x-app"), Some(&long(1)));
+    for q in ["src", "cc", "bcc"] {
+        assert_eq!(counts(&ch, q).await.0, 0, "{q}");
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bcc_keys_kept_for_dead_lettering_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = common::durability::start(dir.path()).await;
+    let (_c, ch) = b.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    within(
+        5,
+        ch.queue_declare("blind".into(), durable, FieldTable::default()),
+    )
+    .await
+    .expect("declare blind");
+    within(
+        5,
+        ch.queue_declare(
+            "src".into(),
+            durable,
+            args(&[("x-dead-letter-exchange", text(""))]),
+        ),
+    )
+    .await
+    .expect("declare src");
+    within(5, ch.confirm_select(ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    let confirm = within(
+        5,
+        ch.basic_publish(
+            "".into(),
+            "src".into(),
+            BasicPublishOptions::default(),
+            b"m",
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(args(&[("BCC", keys(&["blind"]))])),
+        ),
+    )
+    .await
+    .expect("publish");
+    within(5, confirm).await.expect("confirm");
+    // The copy in "blind" from the publish itself.
+    headers_in(&ch, "blind").await;
+    let b = common::durability::restart(b).await;
+    let (_c, ch) = b.channel().await;
+    let m = within(5, ch.basic_get("src".into(), BasicGetOptions::default()))
+        .await
+        .expect("basic.get")
+        .expect("the message survived");
+    let h = m.delivery.properties.headers().clone().unwrap_or_default();
+    assert!(h.inner().get("BCC").is_none(), "BCC shown after a restart");
+    within(
+        5,
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false }),
+    )
+    .await
+    .expect("reject");
+    // Dead-lettered through the default exchange with its keys: "src" and the BCC "blind".
+    let h = headers_in(&ch, "blind").await;
+    assert!(h.inner().get("BCC").is_none());
+    assert!(h.inner().get("x-death").is_some());
+    b.stop().await;
+}

@@ -120,7 +120,7 @@ async fn a_priority_that_is_not_an_integer_is_a_406() {
     assert_eq!(code(&e), Some(406), "{e}");
     assert_eq!(
         close_text(&e),
-        "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'bad-prio' in vhost '/': {unacceptable_type,longstr}"
+        "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'bad-prio' in vhost '/': \"expected integer, got longstr\""
     );
     b.stop().await;
 }
@@ -151,5 +151,25 @@ async fn when_the_high_priority_consumer_cancels_the_lower_one_takes_over() {
     for i in 1..=3 {
         assert_eq!(body(&next(&mut lo).await), i.to_string());
     }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn stream_consumer_arguments_on_a_classic_queue_are_a_406() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "plain").await;
+    let e = consume_args(
+        &ch,
+        "plain",
+        false,
+        args(&[("x-stream-offset", text("first"))]),
+    )
+    .await
+    .expect_err("consume with a stream offset");
+    assert_eq!(
+        close_text(&e),
+        "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue 'plain' in vhost '/' of queue type rabbit_classic_queue"
+    );
     b.stop().await;
 }

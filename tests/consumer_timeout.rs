@@ -8,6 +8,7 @@ use common::queues::*;
 use common::*;
 
 use lapin::options::*;
+use lapin::types::AMQPValue;
 use std::time::Duration;
 
 fn timeout_text(chan: u16, ms: u64) -> String {
@@ -174,16 +175,85 @@ async fn only_the_channel_holding_the_late_delivery_is_closed() {
 }
 
 #[tokio::test]
-async fn a_negative_queue_timeout_is_refused() {
+async fn an_unusable_timeout_argument_is_accepted_and_ignored() {
+    // As RabbitMQ, which does not validate x-consumer-timeout (queue or consumer argument).
     let b = Broker::start().await;
     let (_c, ch) = b.channel().await;
-    let e = declare_args(&ch, "neg", args(&[("x-consumer-timeout", long(-1))]))
+    declare_args(&ch, "neg", args(&[("x-consumer-timeout", long(-1))]))
         .await
-        .expect_err("declare");
-    assert_eq!(code(&e), Some(406));
-    assert_eq!(
-        close_text(&e),
-        "PRECONDITION_FAILED - invalid arg 'x-consumer-timeout' for queue 'neg' in vhost '/': {value_negative,-1}"
-    );
+        .expect("declare with a negative timeout");
+    declare_args(
+        &ch,
+        "text",
+        args(&[("x-consumer-timeout", AMQPValue::LongString("soon".into()))]),
+    )
+    .await
+    .expect("declare with a string timeout");
+    ch.basic_consume(
+        "neg".into(),
+        "c".into(),
+        BasicConsumeOptions::default(),
+        args(&[("x-consumer-timeout", AMQPValue::LongString("x".into()))]),
+    )
+    .await
+    .expect("consume with a string timeout");
+    b.stop().await;
+}
+
+/// RabbitMQ works a delivery's timeout out when it checks it, from the queue's policy as it is
+/// then: a consumer-timeout policy set while a consumer holds a delivery applies to it.
+#[tokio::test]
+async fn a_policy_set_while_a_delivery_is_held_applies_to_it() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let c = b.connect().await;
+    let mut ev = events(&c);
+    let other = c.create_channel().await.expect("channel");
+    declare_args(&other, "held", args(&[]))
+        .await
+        .expect("declare");
+    publish(&other, "held", b"job").await;
+    let ch = c.create_channel().await.expect("channel");
+    let mut consumer = consume(&ch, "held", false).await;
+    next(&mut consumer).await;
+    let r = http
+        .put(
+            "/api/policies/%2F/impatient",
+            serde_json::json!({"pattern": "^held$", "definition": {"consumer-timeout": 300}, "apply-to": "queues"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (code, text) = next_close(&mut ev, 5).await;
+    assert_eq!((code, text), (406, timeout_text(ch.id(), 300)));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn with_both_a_queue_argument_and_a_policy_the_lower_timeout_applies() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let r = http
+        .put(
+            "/api/policies/%2F/slow",
+            serde_json::json!({"pattern": "^both$", "definition": {"consumer-timeout": 300}, "apply-to": "queues"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = b.connect().await;
+    let mut ev = events(&c);
+    let other = c.create_channel().await.expect("channel");
+    declare_args(
+        &other,
+        "both",
+        args(&[("x-consumer-timeout", long(600_000))]),
+    )
+    .await
+    .expect("declare");
+    publish(&other, "both", b"job").await;
+    let ch = c.create_channel().await.expect("channel");
+    let mut consumer = consume(&ch, "both", false).await;
+    next(&mut consumer).await;
+    let (code, text) = next_close(&mut ev, 5).await;
+    assert_eq!((code, text), (406, timeout_text(ch.id(), 300)));
     b.stop().await;
 }

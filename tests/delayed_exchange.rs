@@ -318,3 +318,53 @@ async fn held_persistent_messages_survive_kill_9() {
         .expect("delivery");
     assert_eq!(&d.data[..], b"held");
 }
+
+#[tokio::test]
+async fn a_dead_letter_with_x_delay_is_held_by_a_delayed_exchange() {
+    // The plugin delays in its route callback, which dead-lettering goes through as well: a
+    // retry pipeline can park rejected messages in a delayed exchange.
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_delayed(&ch, "retry", "direct", false).await;
+    declare(&ch, "again").await;
+    bind(&ch, "again", "retry", "k").await;
+    within(
+        5,
+        ch.queue_declare(
+            "work".into(),
+            QueueDeclareOptions::default(),
+            args(&[
+                ("x-dead-letter-exchange", text("retry")),
+                ("x-dead-letter-routing-key", text("k")),
+            ]),
+        ),
+    )
+    .await
+    .expect("declare work");
+    let mut again = consume(&ch, "again", true).await;
+    publish_to(&ch, "", "work", b"job", delay(500)).await;
+    let m = within(
+        5,
+        ch.basic_get("work".into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("basic.get")
+    .expect("the job, at once (the default exchange does not delay)");
+    let start = Instant::now();
+    within(
+        5,
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false }),
+    )
+    .await
+    .expect("reject");
+    let d = next(&mut again).await;
+    let waited = start.elapsed();
+    assert_eq!(body(&d), "job");
+    assert!(
+        waited >= Duration::from_millis(450),
+        "dead letter routed after {waited:?}, not held"
+    );
+    b.stop().await;
+}

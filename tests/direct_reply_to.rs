@@ -237,31 +237,79 @@ async fn declaring_the_names_probes_whether_the_requester_is_there() {
     b.stop().await;
 }
 
+/// A reply whose token no consumer holds (never issued, or its requester gone) is unroutable,
+/// as RabbitMQ 3.10 answers it: returned when mandatory, then confirmed; dropped otherwise.
 #[tokio::test]
-async fn a_mandatory_reply_to_a_gone_requester_is_confirmed_not_returned() {
+async fn a_mandatory_reply_to_a_gone_requester_is_returned() {
     let b = Broker::start().await;
+    let (_rc, requester) = b.channel().await;
     let (_sc, server) = b.channel().await;
-    within(5, server.confirm_select(ConfirmSelectOptions::default()))
-        .await
-        .expect("confirm.select");
-    let confirm = within(
+    declare(&server, "rpc").await;
+    let _replies = within(
         5,
-        server.basic_publish(
-            "".into(),
-            "amq.rabbitmq.reply-to.no-such-token".into(),
-            BasicPublishOptions {
-                mandatory: true,
+        requester.basic_consume(
+            PSEUDO.into(),
+            "replies".into(),
+            BasicConsumeOptions {
+                no_ack: true,
                 ..Default::default()
             },
-            b"late",
-            BasicProperties::default(),
+            Default::default(),
         ),
     )
     .await
-    .expect("publish");
-    let c = within(5, confirm).await.expect("confirm");
-    assert!(c.is_ack(), "{c:?}");
-    assert!(c.take_message().is_none(), "the reply was returned");
+    .expect("consume the pseudo-queue");
+    publish_props(
+        &requester,
+        "rpc",
+        b"req",
+        BasicProperties::default().with_reply_to(PSEUDO.into()),
+    )
+    .await;
+    let req = within(
+        5,
+        server.basic_get("rpc".into(), BasicGetOptions { no_ack: true }),
+    )
+    .await
+    .expect("basic.get")
+    .expect("request");
+    let reply_to = req
+        .delivery
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to")
+        .to_string();
+    within(
+        5,
+        requester.basic_cancel("replies".into(), BasicCancelOptions::default()),
+    )
+    .await
+    .expect("cancel");
+    within(5, server.confirm_select(ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    for key in [reply_to.as_str(), "amq.rabbitmq.reply-to.no-such-token"] {
+        let confirm = within(
+            5,
+            server.basic_publish(
+                "".into(),
+                key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                b"late",
+                BasicProperties::default(),
+            ),
+        )
+        .await
+        .expect("publish");
+        let c = within(5, confirm).await.expect("confirm");
+        assert!(c.is_ack(), "{c:?}");
+        let returned = c.take_message().expect("the reply was not returned");
+        assert_eq!(returned.reply_code, 312, "{key}");
+    }
     b.stop().await;
 }
 

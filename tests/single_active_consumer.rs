@@ -211,3 +211,83 @@ async fn the_setting_survives_a_restart_of_a_durable_queue() {
     assert!(stays_quiet(&mut second).await);
     b.stop().await;
 }
+
+/// A durable quorum queue with single active consumer.
+async fn declare_quorum_sac(ch: &lapin::Channel, name: &str) {
+    within(
+        5,
+        ch.queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args(&[
+                ("x-single-active-consumer", AMQPValue::Boolean(true)),
+                ("x-queue-type", AMQPValue::LongString("quorum".into())),
+            ]),
+        ),
+    )
+    .await
+    .expect("declare");
+}
+
+#[tokio::test]
+async fn a_higher_priority_consumer_takes_over_a_quorum_queue_once_the_active_one_settles() {
+    // RabbitMQ 4.0: a quorum queue's single active consumer honours consumer priorities. The
+    // displaced consumer gets nothing more; the new one starts once it has acked what it holds.
+    let b = Broker::start().await;
+    let c = b.connect().await;
+    let pch = c.create_channel().await.expect("channel");
+    declare_quorum_sac(&pch, "qsac").await;
+    let (ch1, ch2) = (
+        c.create_channel().await.expect("channel"),
+        c.create_channel().await.expect("channel"),
+    );
+    let mut low = consume(&ch1, "qsac", false).await;
+    publish_n(&pch, "qsac", 1).await;
+    let held = next(&mut low).await;
+    assert_eq!(body(&held), "1");
+    let mut high = consume_args(&ch2, "qsac", false, args(&[("x-priority", long(10))]))
+        .await
+        .expect("consume with a priority");
+    publish_n(&pch, "qsac", 2).await;
+    assert!(
+        stays_quiet(&mut high).await,
+        "took over before the old one settled"
+    );
+    assert!(
+        stays_quiet(&mut low).await,
+        "the displaced consumer got more"
+    );
+    within(5, held.ack(BasicAckOptions::default()))
+        .await
+        .expect("ack");
+    // publish_n numbers from 1 again: the second batch is "1", "2".
+    assert_eq!(body(&next(&mut high).await), "1");
+    assert_eq!(body(&next(&mut high).await), "2");
+    assert!(stays_quiet(&mut low).await);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_classic_queue_s_single_active_consumer_ignores_priorities() {
+    // Classic queues keep registration order (RabbitMQ 4 changed this for quorum queues only).
+    let b = Broker::start().await;
+    let c = b.connect().await;
+    let pch = c.create_channel().await.expect("channel");
+    declare_args(&pch, "csac", sac()).await.expect("declare");
+    let (ch1, ch2) = (
+        c.create_channel().await.expect("channel"),
+        c.create_channel().await.expect("channel"),
+    );
+    let mut low = consume(&ch1, "csac", true).await;
+    let mut high = consume_args(&ch2, "csac", true, args(&[("x-priority", long(10))]))
+        .await
+        .expect("consume with a priority");
+    publish_n(&pch, "csac", 2).await;
+    assert_eq!(body(&next(&mut low).await), "1");
+    assert_eq!(body(&next(&mut low).await), "2");
+    assert!(stays_quiet(&mut high).await);
+    b.stop().await;
+}

@@ -8,7 +8,8 @@
 //! `original-expiration`), `BCC` is removed. Death headers a publisher set are not interpreted
 //! (only the broker's own count). A message that would come back to a queue it already died in,
 //! with no rejection in between, is dropped to break the cycle. A missing dead-letter exchange or
-//! no matching binding drops the message.
+//! no matching binding drops the message. A dead letter with `x-delay` sent to an
+//! `x-delayed-message` exchange is held until its time, as the plugin does.
 
 use crate::broker::message::Message;
 use crate::broker::queue::classic::Dead;
@@ -133,6 +134,12 @@ pub fn letter(
             }
         };
         h.remove(&ShortString::from("BCC"));
+        if dlrk.is_some() {
+            // RabbitMQ: when the dead-letter routing key replaces the message's, CC goes too.
+            h.remove(&ShortString::from("CC"));
+        }
+        // A quorum queue's count of returns is its own (RabbitMQ adds it at delivery only).
+        h.remove(&ShortString::from("x-delivery-count"));
         let mut deaths: Vec<FieldTable> = Vec::new();
         if m.dead_lettered {
             if let Some(AMQPValue::FieldArray(a)) = h.get("x-death") {
@@ -219,6 +226,7 @@ pub fn letter(
             body: m.body.clone(),
             persistent: m.persistent,
             dead_lettered: true,
+            bcc: false,
         },
         keys,
         history,
@@ -248,6 +256,16 @@ pub fn route(queue: &Arc<Queue>, dead: Vec<Dead>, dlx: &Bytes, dlrk: Option<&Byt
                 continue;
             }
         };
+        // An x-delayed-message exchange delays in its routing step, which dead-lettering goes
+        // through too (as the plugin's route callback): a dead letter with x-delay is held.
+        if let Some(held) = ex.delayed() {
+            if let Some(delay) = crate::broker::exchange::delayed::delay_of(&l.msg.properties) {
+                if let Err(e) = held.hold(l.msg, delay) {
+                    tracing::error!(exchange = %ex.name, "could not hold a dead letter: {e}");
+                }
+                continue;
+            }
+        }
         targets.clear();
         for key in &l.keys {
             let probe = Message {
@@ -290,6 +308,7 @@ mod tests {
             body: Bytes::from_static(b"body"),
             persistent: false,
             dead_lettered,
+            bcc: false,
         }
     }
 
@@ -400,5 +419,9 @@ mod tests {
         let k = Bytes::from_static(b"fixed");
         let l = letter(&m0, "q", Reason::Rejected, &dlx, Some(&k), 1).unwrap();
         assert_eq!(l.keys, vec![k]);
+        // The dead-letter routing key replaces the keys: CC goes too (RabbitMQ's guide).
+        let h = headers(&l.msg);
+        assert!(!h.contains_key("CC"));
+        assert!(!h.contains_key("BCC"));
     }
 }

@@ -54,15 +54,21 @@ impl DirectReply {
                 .is_some_and(|t| self.targets.contains_key(t))
     }
 
-    /// Hand a reply to the consumer its routing key names. Replies to a consumer that is gone
-    /// are dropped (at-most-once, as RabbitMQ).
-    pub fn deliver(&self, token: &str, message: Message) {
-        if let Some(t) = self.targets.get(token) {
-            let _ = t.tx.send(ClientEvent::Reply {
-                channel: t.channel,
-                consumer_id: t.consumer_id,
-                message,
-            });
+    /// Hand a reply to the consumer its routing key names. A token nobody consumes (unknown,
+    /// or its consumer gone) gives the message back: it is unroutable, as in RabbitMQ (a
+    /// mandatory reply is returned). A consumer whose connection is ending drops it.
+    /// Returns the message when it could not be handed on.
+    pub fn deliver(&self, token: &str, message: Message) -> Option<Message> {
+        match self.targets.get(token) {
+            Some(t) => {
+                let _ = t.tx.send(ClientEvent::Reply {
+                    channel: t.channel,
+                    consumer_id: t.consumer_id,
+                    message,
+                });
+                None
+            }
+            None => Some(message),
         }
     }
 }

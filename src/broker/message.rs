@@ -19,6 +19,10 @@ pub struct Message {
     /// The broker dead-lettered this message: its `x-death` headers are the broker's own
     /// (a publisher's are not interpreted, as in RabbitMQ 4).
     pub dead_lettered: bool,
+    /// The properties still hold the publisher's `BCC` header: kept only in queues with a
+    /// dead-letter exchange (a dead letter is routed with its BCC keys too, as RabbitMQ), and
+    /// removed from what consumers see (`sender_selected::shown`).
+    pub bcc: bool,
 }
 
 impl Message {
@@ -49,6 +53,7 @@ impl Message {
             body: all,
             persistent: self.persistent,
             dead_lettered: self.dead_lettered,
+            bcc: self.bcc,
         }
     }
 

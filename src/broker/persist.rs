@@ -402,7 +402,10 @@ impl Persistence {
                 self.segment_size,
                 self.commit.clone(),
             )?;
-            let restored = log.restore(&d.name, self.queue_memory_limit)?;
+            // A quorum queue records every delivery, so its delivery counts come back too.
+            let quorum = crate::broker::queue::args::QueueType::of(&d.arguments)
+                == crate::broker::queue::args::QueueType::Quorum;
+            let restored = log.restore(&d.name, self.queue_memory_limit, quorum)?;
             messages += restored.messages.len() + restored.paged.len();
             v.restore_queue(&d.name, o, d.id, log, restored);
         }

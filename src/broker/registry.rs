@@ -138,6 +138,11 @@ impl ConnectionInfo {
             .is_ok()
     }
 
+    /// Tell the connection that its vhost's policies changed (false when it is gone).
+    pub fn policies_changed(&self) -> bool {
+        self.events.send(ClientEvent::PoliciesChanged).is_ok()
+    }
+
     /// A new channel's entry.
     pub fn open_channel(&self, number: u16) -> Arc<ChannelInfo> {
         let ch = Arc::new(ChannelInfo {
@@ -265,6 +270,13 @@ impl Registry {
         let mut v: Vec<_> = self.conns.iter().map(|c| c.value().clone()).collect();
         v.sort_by_key(|c| c.meta.id);
         v
+    }
+
+    /// A vhost's policies changed: tell each of its connections (policy changes are rare).
+    pub fn policies_changed(&self, vhost: &str) {
+        for c in self.conns.iter().filter(|c| &*c.meta.vhost == vhost) {
+            c.value().policies_changed();
+        }
     }
 
     pub fn by_name(&self, name: &str) -> Option<Arc<ConnectionInfo>> {

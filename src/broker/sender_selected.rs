@@ -55,6 +55,16 @@ pub fn without_bcc(props: &[u8]) -> Option<Bytes> {
     props_rewrite::set_headers(props, map.into()).ok()
 }
 
+/// What a consumer is sent of a message's properties when they differ from the stored ones:
+/// the `BCC` header of a message kept for dead-lettering is removed (one flag test otherwise).
+pub fn shown(m: &crate::broker::message::Message) -> Option<Bytes> {
+    if m.bcc {
+        without_bcc(&m.properties)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,10 +47,9 @@ pub struct Unacked {
     /// None for basic.get.
     pub consumer: Option<u64>,
     pub message: QueuedMessage,
-    /// When it was delivered (the connection's clock, ms) and how long it may stay unacked
-    /// (0 = no limit): the consumer timeout.
+    /// When it was delivered (the connection's clock, ms). How long it may stay unacked is
+    /// worked out when it is checked (`timeout::timeout_now`), as RabbitMQ does.
     pub delivered_ms: u64,
-    pub timeout_ms: u64,
 }
 
 /// A consumer as its channel knows it.
@@ -61,6 +60,8 @@ pub struct ChannelConsumer {
     pub no_ack: bool,
     /// Delivery acknowledgement timeout for its deliveries, ms (0 = none).
     pub timeout_ms: u64,
+    /// Its own `x-consumer-timeout`, which wins over the queue's and the policy's.
+    pub own_timeout: Option<u64>,
 }
 
 /// The channel's direct reply-to consumer (`amq.rabbitmq.reply-to`).
@@ -82,6 +83,8 @@ pub struct Channel {
     pub unacked: VecDeque<Unacked>,
     pub consumers: HashMap<u64, ChannelConsumer>,
     pub prefetch: u16,
+    /// The last basic.qos was `global` with a limit: quorum queues refuse consumers then (540).
+    pub global_qos: bool,
     /// The last basic.qos with `global = false` set a prefetch: streams need a consumer
     /// prefetch, and a global one alone does not count (as RabbitMQ).
     pub consumer_prefetch: bool,

@@ -9,6 +9,7 @@ use crate::broker::permissions::{Kind, Perm};
 use crate::broker::queue::consumer::{ClientEvent, ConsumerSpec, Delivery};
 use crate::broker::queue::consumer_opts::{consumer_args, ConsumerArgs};
 use crate::broker::registry::ConsumerInfo;
+use crate::broker::sender_selected;
 use crate::broker::stats::Stat;
 use crate::broker::stream::StreamConsumerSpec;
 use crate::broker::vhost::generate_name;
@@ -34,8 +35,21 @@ impl Conn {
         };
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
+        if self.ch(chan)?.global_qos && q.queue_type() == "quorum" {
+            // RabbitMQ: a quorum queue has no channel-wide limiter (Celery turns global QoS
+            // off for quorum queues because of this error).
+            return Err(AmqpError::not_implemented(format!(
+                "{} does not support global qos",
+                q.describe()
+            )));
+        }
         let cargs = if q.stream.is_none() {
-            consumer_args(&c.arguments, &q.describe())?
+            let module = if q.queue_type() == "quorum" {
+                "rabbit_quorum_queue"
+            } else {
+                "rabbit_classic_queue"
+            };
+            consumer_args(&c.arguments, &q.describe(), module)?
         } else {
             ConsumerArgs::default()
         };
@@ -64,6 +78,7 @@ impl Conn {
                 queue: q.clone(),
                 no_ack: c.no_ack,
                 timeout_ms,
+                own_timeout: cargs.timeout_ms,
             },
         );
         let added = match &q.stream {
@@ -150,6 +165,13 @@ impl Conn {
                 q.describe()
             )));
         }
+        if q.queue_type() == "quorum" && q.single_active() {
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain access to locked {}. basic.get operations are not supported by \
+                 quorum queues with single active consumer",
+                q.describe()
+            )));
+        }
         let frame_max = self.frame_max;
         let timeout_ms = self.consumer_timeout(None, &q);
         let now_ms = self.now_ms;
@@ -183,7 +205,9 @@ impl Conn {
             &m.msg.routing_key,
             left,
         );
-        hot::encode_content_header(w, chan, m.msg.body.len() as u64, &m.msg.properties);
+        let shown = sender_selected::shown(&m.msg);
+        let props = shown.as_ref().unwrap_or(&m.msg.properties);
+        hot::encode_content_header(w, chan, m.msg.body.len() as u64, props);
         hot::encode_body(w, chan, &m.msg.body, frame_max);
         if !g.no_ack {
             let first = ch.unacked.is_empty();
@@ -193,7 +217,6 @@ impl Conn {
                 consumer: None,
                 message: m,
                 delivered_ms: now_ms,
-                timeout_ms,
             });
             ch.info.unacked.store(
                 ch.unacked.len() as u64,
@@ -294,6 +317,10 @@ impl Conn {
                 consumer_id,
                 message,
             } => self.deliver_reply(channel, consumer_id, message),
+            ClientEvent::PoliciesChanged => {
+                self.touch_clock();
+                self.check_consumer_timeouts();
+            }
             ClientEvent::Close { code, text } => {
                 let e = AmqpError {
                     scope: crate::error::Scope::Connection,
@@ -343,7 +370,9 @@ impl Conn {
             &m.msg.exchange,
             &m.msg.routing_key,
         );
-        hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, &m.msg.properties);
+        let shown = sender_selected::shown(&m.msg);
+        let props = shown.as_ref().unwrap_or(&m.msg.properties);
+        hot::encode_content_header(w, d.channel, m.msg.body.len() as u64, props);
         hot::encode_body(w, d.channel, &m.msg.body, frame_max);
         let kind = if no_ack {
             Stat::DeliverNoAck
@@ -367,7 +396,6 @@ impl Conn {
                 consumer: Some(d.consumer_id),
                 message: d.message,
                 delivered_ms: self.now_ms,
-                timeout_ms,
             });
             info.unacked
                 .store(unacked.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -588,6 +588,7 @@ impl Conn {
                 // its running consumer to see it).
                 let ch = self.ch(chan)?;
                 ch.prefetch = q.prefetch_count;
+                ch.global_qos = q.global && q.prefetch_count > 0;
                 if !q.global {
                     ch.consumer_prefetch = q.prefetch_count > 0;
                 }

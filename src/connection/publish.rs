@@ -195,6 +195,7 @@ impl Conn {
             properties,
             body,
             dead_lettered: false,
+            bcc: false,
         };
         // CC / BCC headers: extra routing keys (a bad one fails the publish, as RabbitMQ).
         let (cc, bcc) = sender_selected::extra_keys(&msg.properties)
@@ -278,19 +279,29 @@ impl Conn {
                 };
             }
         }
+        let mut reply_unroutable = false;
         if ex.is_default() {
             if let Some(token) = reply_token(&msg.routing_key) {
-                // As RabbitMQ: counts as routed whether or not the consumer is still there.
-                ex.stats.inc(Stat::PublishOut);
                 let token = token.to_owned();
-                self.broker.direct_reply.deliver(&token, msg);
-                return (false, 0, false, false);
+                match self.broker.direct_reply.deliver(&token, msg) {
+                    None => {
+                        ex.stats.inc(Stat::PublishOut);
+                        return (false, 0, false, false);
+                    }
+                    // No consumer has this token: unroutable (returned when mandatory).
+                    Some(m) => {
+                        msg = m;
+                        reply_unroutable = true;
+                    }
+                }
             }
         }
         let mut targets = std::mem::take(&mut self.route_out);
         targets.clear();
-        self.vhost
-            .route(ex, &msg, &mut targets, &mut self.route_seen);
+        if !reply_unroutable {
+            self.vhost
+                .route(ex, &msg, &mut targets, &mut self.route_seen);
+        }
         if !cc.is_empty() {
             for key in cc {
                 let m = Message {
@@ -303,9 +314,16 @@ impl Conn {
             targets.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
             targets.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
+        // Sender-selected distribution: BCC routing keys are not shown to consumers. A queue
+        // with a dead-letter exchange keeps them (marked), because a dead letter is routed with
+        // its original keys, BCC included, as RabbitMQ does; delivery removes the header.
+        let mut with_bcc = None;
         if bcc {
-            // Sender-selected distribution: BCC routing keys are not shown to consumers.
             if let Some(p) = sender_selected::without_bcc(&msg.properties) {
+                with_bcc = Some(Message {
+                    bcc: true,
+                    ..msg.clone()
+                });
                 msg.properties = p;
             }
         }
@@ -334,7 +352,11 @@ impl Conn {
         let mut msg = Some(msg);
         for (i, q) in targets.drain(..).enumerate() {
             // The last queue takes the message itself; the others share its bytes.
-            let m = if i == last { msg.take() } else { msg.clone() };
+            let m = match &with_bcc {
+                Some(full) if q.dead_letters() => Some(full.clone()),
+                _ if i == last => msg.take(),
+                _ => msg.clone(),
+            };
             let Some(m) = m else { break };
             match q.enqueue(m) {
                 Ok(Enqueued::Stored(Some(ticket))) => {

@@ -29,6 +29,17 @@ impl Conn {
             .unwrap_or(self.broker.config.consumer.timeout_ms)
     }
 
+    /// The timeout that applies now to a delivery on channel `ch`: its consumer's own, else
+    /// the queue's as its policy says now (RabbitMQ works it out at each check, so a policy
+    /// change reaches running consumers), else the broker's.
+    fn timeout_now(&self, ch: &super::channel::Channel, u: &super::channel::Unacked) -> u64 {
+        let own = u
+            .consumer
+            .and_then(|id| ch.consumers.get(&id))
+            .and_then(|c| c.own_timeout);
+        self.consumer_timeout(own, &u.queue)
+    }
+
     /// A delivery with `timeout_ms` was just recorded as the first unacked one of its channel:
     /// make sure the connection's timer wakes for it.
     pub(super) fn arm_timeout(&mut self, timeout_ms: u64) {
@@ -52,10 +63,11 @@ impl Conn {
             let Some(u) = ch.unacked.front() else {
                 continue;
             };
-            if u.timeout_ms == 0 {
+            let timeout = self.timeout_now(ch, u);
+            if timeout == 0 {
                 continue;
             }
-            let due = u.delivered_ms.saturating_add(u.timeout_ms);
+            let due = u.delivered_ms.saturating_add(timeout);
             if due <= now {
                 expired.push(i);
             } else {
@@ -75,7 +87,7 @@ impl Conn {
             return;
         };
         let Some(u) = ch.unacked.front() else { return };
-        let timeout = u.timeout_ms;
+        let timeout = self.timeout_now(ch, u);
         let consumer = u
             .consumer
             .and_then(|id| ch.consumers.get(&id))

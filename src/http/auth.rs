@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// The authenticated user of a request.
 pub struct Auth {
     pub user: Arc<User>,
-    broker: Arc<Broker>,
+    pub(super) broker: Arc<Broker>,
 }
 
 const MANAGEMENT_TAGS: &[&str] = &["administrator", "monitoring", "policymaker", "management"];

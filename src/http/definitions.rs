@@ -220,6 +220,7 @@ fn import_topology(b: &Broker, doc: &Value, fixed: Option<&Arc<VHost>>) -> ApiRe
         let name = req_text(p, "name", "policy")?;
         let def = super::policies::def_from_json(&v.name, name, p)?;
         v.set_policy(def)?;
+        b.registry.policies_changed(&v.name);
     }
     for e in list(doc, "exchanges")? {
         let v = target(b, e, fixed)?;

@@ -150,6 +150,7 @@ pub fn publish_message(
         properties,
         body,
         dead_lettered: false,
+        bcc: false,
     };
     if msg.body.len() as u64 > b.config.limits.max_message_size {
         return Err(ApiError::bad_request(format!(

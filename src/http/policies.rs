@@ -74,6 +74,7 @@ pub async fn put(
     let def = def_from_json(&vhost, &name, &body)?;
     let existed = v.get_policy(&name).is_some();
     v.set_policy(def)?;
+    auth.broker.registry.policies_changed(&vhost);
     Ok(if existed {
         StatusCode::NO_CONTENT
     } else {
@@ -88,6 +89,7 @@ pub async fn delete(
     require_policymaker(&auth, &vhost)?;
     let v = auth.read_vhost(&vhost)?;
     if v.delete_policy(&name)? {
+        auth.broker.registry.policies_changed(&vhost);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found())

@@ -264,8 +264,13 @@ pub async fn get(
             "exchange": String::from_utf8_lossy(&m.msg.exchange),
             "routing_key": String::from_utf8_lossy(&m.msg.routing_key),
             "message_count": left,
-            // RabbitMQ writes no properties as an empty list, not an empty object.
-            "properties": match properties_to_json(&m.msg.properties) {
+            // RabbitMQ writes no properties as an empty list, not an empty object; a BCC kept
+            // for dead-lettering is not shown.
+            "properties": match properties_to_json(
+                crate::broker::sender_selected::shown(&m.msg)
+                    .as_ref()
+                    .unwrap_or(&m.msg.properties),
+            ) {
                 Value::Object(o) if o.is_empty() => json!([]),
                 p => p,
             },

@@ -22,7 +22,8 @@ const FLAG_PERSISTENT: u8 = 1;
 const FLAG_EXPIRES: u8 = 2;
 const FLAG_LANE: u8 = 4;
 const FLAG_DEAD_LETTERED: u8 = 8;
-const FLAGS_KNOWN: u8 = 0b1111;
+const FLAG_BCC: u8 = 16;
+const FLAGS_KNOWN: u8 = 0b1_1111;
 
 /// The flags byte of a record with this persistence and metadata.
 fn flags_of(persistent: bool, m: &RecordMeta) -> u8 {
@@ -35,6 +36,9 @@ fn flags_of(persistent: bool, m: &RecordMeta) -> u8 {
     }
     if m.dead_lettered {
         f |= FLAG_DEAD_LETTERED;
+    }
+    if m.bcc {
+        f |= FLAG_BCC;
     }
     f
 }
@@ -57,6 +61,7 @@ fn meta_of(payload: &[u8]) -> RecordMeta {
     let mut at = 10;
     let mut m = RecordMeta {
         dead_lettered: flags & FLAG_DEAD_LETTERED != 0,
+        bcc: flags & FLAG_BCC != 0,
         ..RecordMeta::default()
     };
     if flags & FLAG_EXPIRES != 0 {

@@ -16,7 +16,7 @@
 //! Publish   (1): u64 seq, u8 flags, [u64 expires], [u8 lane], u8 len + exchange,
 //!                u8 len + routing key, u32 len + properties, u32 len + body
 //!                flags: bit0 persistent, bit1 `expires` follows, bit2 `lane` follows,
-//!                bit3 dead-lettered (see [`RecordMeta`]); a record without bits 1-3 is
+//!                bit3 dead-lettered, bit4 `BCC` kept (see [`RecordMeta`]); a record without bits 1-4 is
 //!                byte-identical to the first version of the format
 //! Acks      (2): u32 count, count x u64 seq
 //! Delivered (3): u32 count, count x u64 seq
@@ -78,6 +78,8 @@ pub struct RecordMeta {
     pub lane: Option<u8>,
     /// The broker dead-lettered this message and wrote its death headers.
     pub dead_lettered: bool,
+    /// The properties keep a `BCC` header that consumers must not see.
+    pub bcc: bool,
 }
 
 /// Where a publish record lives: segment number, byte offset, whole record length (header included).

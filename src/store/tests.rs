@@ -351,6 +351,7 @@ fn metadata_round_trips<L: Harness>(make: Make<L>) {
             expires: u64::MAX,
             lane: Some(255),
             dead_lettered: true,
+            bcc: true,
         },
     ];
     let msgs: Vec<StoredMessage> = metas

@@ -104,6 +104,7 @@ impl Delayed {
             };
             let meta = crate::store::RecordMeta {
                 dead_lettered: msg.dead_lettered,
+                bcc: msg.bcc,
                 ..Default::default()
             };
             ticket = Some(log.append(seq, &rec, true, meta)?.1);
@@ -243,7 +244,7 @@ fn open_log(
     name: &str,
 ) -> std::io::Result<(Arc<QueueLog>, Restored)> {
     let log = p.delayed_log(&log_dir(&p.delayed_dir(), vhost, name))?;
-    let r = log.restore(name, u64::MAX)?;
+    let r = log.restore(name, u64::MAX, false)?;
     let own: Bytes = Bytes::copy_from_slice(name.as_bytes());
     let mut out = Vec::new();
     for m in r.messages {

@@ -68,6 +68,9 @@ pub struct ClassicState {
     pub cursor: usize,
     /// `x-single-active-consumer`: only `consumers[0]` receives.
     pub single_active: bool,
+    /// A quorum queue's single active consumer follows consumer priorities (RabbitMQ 4.0): a
+    /// higher-priority consumer takes over once the one it displaces has settled everything.
+    pub sac_priority: bool,
     /// Consumers differ in priority (else dispatch is plain round robin).
     prioritised: bool,
     /// Messages delivered with manual ack and not yet settled.
@@ -81,6 +84,9 @@ pub struct ClassicState {
     pub dead: Vec<Dead>,
     /// A message with an expiry entered the queue at some point: expiry checks look at
     /// paged-out heads too (only then are they read back early).
+    /// A quorum queue with reject-publish went over its limit and refuses publishes until it
+    /// is back under 80% of it (`limits::would_overflow`).
+    pub rejecting: bool,
     pub ttl_seen: bool,
     /// TTL, limits, dead-lettering, quorum semantics (None: a plain queue). Here, under the
     /// lock the publish path takes anyway, because a policy may replace them.
@@ -101,12 +107,14 @@ impl ClassicState {
             consumers: Vec::new(),
             cursor: 0,
             single_active: false,
+            sac_priority: false,
             prioritised: false,
             unacked: 0,
             had_consumer: false,
             delivered: Vec::new(),
             dead: Vec::new(),
             ttl_seen: false,
+            rejecting: false,
             features: None,
         }
     }
@@ -151,7 +159,7 @@ impl ClassicState {
         self.mem += cost(msg);
     }
 
-    fn account_out(&mut self, msg: &Message) {
+    pub(super) fn account_out(&mut self, msg: &Message) {
         self.ready_count -= 1;
         self.ready_bytes -= msg.size();
         self.mem -= cost(msg);
@@ -229,6 +237,11 @@ impl ClassicState {
     fn next_consumer(&self) -> Option<usize> {
         let n = self.consumers.len();
         if self.single_active {
+            // A displaced active consumer gets nothing more; its successor starts once it has
+            // settled what it holds.
+            if self.sac_priority && self.consumers.iter().skip(1).any(|c| c.outstanding > 0) {
+                return None;
+            }
             return self.consumers.first().filter(|c| c.has_credit()).map(|_| 0);
         }
         if !self.prioritised {
@@ -261,7 +274,7 @@ impl ClassicState {
 
     /// Register a consumer at its place in dispatch order.
     pub fn add_consumer(&mut self, c: ConsumerEntry) {
-        let pos = if self.single_active {
+        let pos = if self.single_active && !self.sac_priority {
             self.consumers.len()
         } else {
             self.consumers.partition_point(|x| x.priority >= c.priority)
@@ -328,6 +341,9 @@ impl ClassicState {
     /// Returns how many messages went to consumers.
     fn dispatch_round(&mut self, queue: &Arc<Queue>) -> u64 {
         let (mut n, mut now) = (0, 0);
+        // A queue that counts returns records every delivery, not just the first, so its
+        // delivery counts survive a restart (one Option test for other queues).
+        let every = self.features.as_ref().is_some_and(|f| f.count_returns);
         while !self.is_empty() {
             let Some(i) = self.next_consumer() else {
                 return n;
@@ -339,7 +355,8 @@ impl ClassicState {
             // A first delivery to a manual-ack consumer is recorded, so a restart marks it
             // redelivered. No-ack deliveries are settled in the log only once the connection has
             // written them (a delivery that never reaches the socket comes back intact).
-            let first_manual = message.loc.is_some() && !message.redelivered && !c.no_ack;
+            let first_manual =
+                message.loc.is_some() && (!message.redelivered || every) && !c.no_ack;
             let seq = message.seq;
             let ev = ClientEvent::Deliver(Delivery {
                 channel: c.channel,

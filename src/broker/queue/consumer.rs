@@ -36,6 +36,10 @@ pub enum ClientEvent {
     },
     /// Close the whole connection (admin close, shutdown).
     Close { code: u16, text: String },
+    /// The vhost's policies changed: delivery timeouts that come from a queue's policy are
+    /// worked out again (RabbitMQ reads them at each check, so a change reaches running
+    /// consumers).
+    PoliciesChanged,
 }
 
 /// A message on its way to a consumer.

@@ -51,24 +51,38 @@ fn unacceptable(key: &str, what: &str, v: &AMQPValue) -> AmqpError {
     invalid_arg(key, what, format!("{{unacceptable_type,{}}}", type_name(v)))
 }
 
-/// A non-negative integer argument in milliseconds.
-fn non_neg_ms(key: &str, what: &str, v: &AMQPValue) -> AmqpResult<u64> {
-    let n = int_value(v).ok_or_else(|| unacceptable(key, what, v))?;
-    u64::try_from(n).map_err(|_| invalid_arg(key, what, format!("{{value_negative,{n}}}")))
-}
+/// Consumer arguments only stream queues take: on another queue type they are a 406.
+const STREAM_ONLY: [&str; 3] = [
+    "x-stream-offset",
+    "x-stream-filter",
+    "x-stream-match-unfiltered",
+];
 
-/// Parse basic.consume arguments. `what` names the queue (`queue 'q' in vhost '/'`).
-pub fn consumer_args(args: &FieldTable, what: &str) -> AmqpResult<ConsumerArgs> {
+/// Parse basic.consume arguments of a classic or quorum queue. `what` names the queue
+/// (`queue 'q' in vhost '/'`), `module` its type as RabbitMQ names it (`rabbit_classic_queue`).
+pub fn consumer_args(args: &FieldTable, what: &str, module: &str) -> AmqpResult<ConsumerArgs> {
     let mut out = ConsumerArgs::default();
     if let Some(v) = args.inner().get("x-priority") {
-        let n = int_value(v).ok_or_else(|| unacceptable("x-priority", what, v))?;
+        // RabbitMQ's `check_int_arg` text.
+        let n = int_value(v).ok_or_else(|| {
+            invalid_arg(
+                "x-priority",
+                what,
+                format!("\"expected integer, got {}\"", type_name(v)),
+            )
+        })?;
         // RabbitMQ accepts any integer; priorities only compare, so clamping is lossless in
         // practice.
         out.priority = n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     }
-    if let Some(v) = args.inner().get("x-consumer-timeout") {
-        out.timeout_ms = Some(non_neg_ms("x-consumer-timeout", what, v)?);
+    if let Some(key) = STREAM_ONLY.iter().find(|k| args.inner().contains_key(**k)) {
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for {what} of queue type {module}"
+        )));
     }
+    // As RabbitMQ, x-consumer-timeout is not validated: a value that is not a non-negative
+    // integer is ignored (the queue's or the broker's timeout applies).
+    out.timeout_ms = args.inner().get("x-consumer-timeout").and_then(timeout_ms);
     Ok(out)
 }
 
@@ -79,9 +93,8 @@ pub fn check_queue_args(args: &FieldTable, what: &str) -> AmqpResult<()> {
             return Err(unacceptable("x-single-active-consumer", what, v));
         }
     }
-    if let Some(v) = args.inner().get("x-consumer-timeout") {
-        non_neg_ms("x-consumer-timeout", what, v)?;
-    }
+    // x-consumer-timeout is not validated at declare (RabbitMQ does not either): an unusable
+    // value is ignored when a consumer's timeout is worked out.
     Ok(())
 }
 
@@ -119,7 +132,12 @@ mod tests {
             AMQPValue::LongUInt(5),
         ] {
             let want = int_value(&v).map(|n| n as i32);
-            let a = consumer_args(&table("x-priority", v), "queue 'q' in vhost '/'").unwrap();
+            let a = consumer_args(
+                &table("x-priority", v),
+                "queue 'q' in vhost '/'",
+                "rabbit_classic_queue",
+            )
+            .unwrap();
             assert_eq!(Some(a.priority), want);
         }
     }
@@ -129,12 +147,13 @@ mod tests {
         let e = consumer_args(
             &table("x-priority", AMQPValue::LongString("high".into())),
             "queue 'q' in vhost '/'",
+            "rabbit_classic_queue",
         )
         .unwrap_err();
         assert_eq!(e.code, 406);
         assert_eq!(
             e.text,
-            "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'q' in vhost '/': {unacceptable_type,longstr}"
+            "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'q' in vhost '/': \"expected integer, got longstr\""
         );
     }
 
@@ -156,9 +175,17 @@ mod tests {
             "{}",
             e.text
         );
-        let e = check_queue_args(&table("x-consumer-timeout", AMQPValue::LongInt(-5)), what)
-            .unwrap_err();
-        assert!(e.text.ends_with("{value_negative,-5}"), "{}", e.text);
+        // As RabbitMQ: x-consumer-timeout is not validated, an unusable value is ignored.
+        assert!(
+            check_queue_args(&table("x-consumer-timeout", AMQPValue::LongInt(-5)), what).is_ok()
+        );
+        let a = consumer_args(
+            &table("x-consumer-timeout", AMQPValue::LongInt(-5)),
+            what,
+            "rabbit_classic_queue",
+        )
+        .unwrap();
+        assert_eq!(a.timeout_ms, None);
         assert!(single_active(&table(
             "x-single-active-consumer",
             AMQPValue::Boolean(true)

@@ -7,7 +7,7 @@ use crate::broker::queue::paging::Paged;
 use crate::store::commit::{GroupCommit, Syncable};
 use crate::store::{FileLog, Location, MessageLog, RecordMeta, Recovered, StoredMessage};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::Path;
@@ -182,12 +182,20 @@ impl QueueLog {
 
     /// Rebuild the queue's messages from its log: persistent publishes not acked, in sequence
     /// order, marked redelivered when a delivery was recorded. Everything else is released.
-    pub fn restore(&self, queue: &str, mem_limit: u64) -> io::Result<Restored> {
+    /// With `count_returns` (a delivery-limited queue, which records every delivery) each
+    /// recorded delivery counts as a return, as a quorum queue counts the deliveries its
+    /// consumers never settled: the delivery count survives a restart.
+    pub fn restore(
+        &self,
+        queue: &str,
+        mem_limit: u64,
+        count_returns: bool,
+    ) -> io::Result<Restored> {
         let mut log = self.log.lock();
         let mut publishes: BTreeMap<u64, (Location, RecordMeta)> = BTreeMap::new();
         let mut dropped: Vec<Location> = Vec::new();
         let mut acked: HashSet<u64> = HashSet::new();
-        let mut delivered: HashSet<u64> = HashSet::new();
+        let mut delivered: HashMap<u64, u32> = HashMap::new();
         let mut max_seq = 0u64;
         let report = log.replay(&mut |r| match r {
             Recovered::Publish {
@@ -205,7 +213,11 @@ impl QueueLog {
                 }
             }
             Recovered::Acks(s) => acked.extend(s),
-            Recovered::Delivered(s) => delivered.extend(s),
+            Recovered::Delivered(s) => {
+                for seq in s {
+                    *delivered.entry(seq).or_default() += 1;
+                }
+            }
         })?;
         if report.truncated_bytes > 0 || report.corrupt_records > 0 {
             tracing::warn!(
@@ -224,6 +236,8 @@ impl QueueLog {
                 dropped.push(loc);
                 continue;
             }
+            let marks = delivered.get(&seq).copied().unwrap_or(0);
+            let returns = if count_returns { marks } else { 0 };
             // Past the memory limit, leave the rest on disk (read back as consumers get there);
             // this also keeps start-up time independent of the backlog's size.
             if mem > mem_limit || !paged.is_empty() {
@@ -232,7 +246,8 @@ impl QueueLog {
                     seq,
                     loc,
                     persistent: true,
-                    redelivered: delivered.contains(&seq),
+                    redelivered: marks > 0,
+                    returns: u16::try_from(returns).unwrap_or(u16::MAX),
                     size: loc.len,
                 };
                 paged.push((meta.lane.unwrap_or(0), p));
@@ -242,7 +257,7 @@ impl QueueLog {
             match log.read(loc) {
                 Ok(m) => messages.push(QueuedMessage {
                     seq,
-                    redelivered: delivered.contains(&seq),
+                    redelivered: marks > 0,
                     loc: Some(loc),
                     msg: Message {
                         exchange: m.exchange,
@@ -251,15 +266,19 @@ impl QueueLog {
                         properties: m.properties,
                         body: m.body,
                         dead_lettered: m.meta.dead_lettered,
+                        bcc: m.meta.bcc,
                     },
                     expires: m.meta.expires,
-                    returns: 0,
+                    returns,
                 }),
                 Err(e) => {
                     tracing::error!(queue, seq, "could not read a recovered message: {e}");
                     dropped.push(loc);
                 }
             }
+        }
+        for m in messages.iter_mut().filter(|m| m.returns > 0) {
+            super::limits::show_delivery_count(m);
         }
         for l in dropped {
             log.release(l);

@@ -135,6 +135,7 @@ impl Queue {
         let has_dlx = features.as_ref().is_some_and(|f| f.dlx.is_some());
         let mut state = ClassicState::new(lanes);
         state.single_active = consumer_opts::single_active(&options.arguments);
+        state.sac_priority = state.single_active && features.as_ref().is_some_and(|f| f.quorum);
         state.features = features;
         Queue {
             name,
@@ -367,6 +368,7 @@ impl Queue {
             expires,
             lane: (st.lanes.len() > 1).then_some(lane as u8),
             dead_lettered: msg.dead_lettered,
+            bcc: msg.bcc,
         };
         // A quorum queue keeps every message, whatever its delivery mode, as RabbitMQ does.
         let keep = msg.persistent || f.is_some_and(|f| f.quorum);
@@ -410,20 +412,32 @@ impl Queue {
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         self.touch();
         let mut st = self.state.lock();
-        let Some(m) = st.pop_live(self, &mut 0) else {
+        let Some(mut m) = st.pop_live(self, &mut 0) else {
             self.unlock(st);
             self.stats.inc(Stat::GetEmpty);
             return None;
         };
+        let counts = st.features.as_ref().is_some_and(|f| f.count_returns);
+        if counts && m.returns == 0 {
+            // RabbitMQ's basic.get on a quorum queue always shows the count, 0 the first time
+            // (a consumer's first delivery has no header).
+            limits::show_delivery_count(&mut m);
+        }
         if !no_ack {
             st.unacked += 1;
         }
         if let (Some(log), Some(loc)) = (&self.log, m.loc) {
             if no_ack {
                 log.settle(&[m.seq], &[loc]);
-            } else if !m.redelivered {
+            } else if !m.redelivered || counts {
+                // Every delivery of a queue counting returns (see dispatch), else the first.
                 log.delivered(&[m.seq]);
             }
+        }
+        // As RabbitMQ, basic.get drops the expired messages that the one taken uncovered, so
+        // the count left is of live messages.
+        if st.ttl_seen {
+            st.expire_heads(self, ttl::now_ms());
         }
         let left = u32::try_from(st.len()).unwrap_or(u32::MAX);
         st.check_low(self, 1);
@@ -500,11 +514,26 @@ impl Queue {
     }
 
     /// The queue's delivery acknowledgement timeout (`x-consumer-timeout`, or the
-    /// `consumer-timeout` policy key), ms; None: the broker default applies.
+    /// `consumer-timeout` policy key; the lower when both are set, as RabbitMQ's
+    /// `args_policy_lookup` with `min`), ms; None: the broker default applies.
     pub fn consumer_timeout(&self) -> Option<u64> {
-        self.effective_arg("x-consumer-timeout")
+        let own = self
+            .options
+            .arguments
+            .inner()
+            .get("x-consumer-timeout")
+            .and_then(consumer_opts::timeout_ms);
+        let policy = self
+            .policy
+            .read()
             .as_ref()
-            .and_then(consumer_opts::timeout_ms)
+            .and_then(|p| p.get("consumer-timeout"))
+            .as_ref()
+            .and_then(consumer_opts::timeout_ms);
+        match (own, policy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The effective value of an optional argument: the queue's own `key` argument (`x-…`) if

@@ -29,6 +29,8 @@ pub struct Paged {
     /// is only a spilled copy and goes once read back.
     pub persistent: bool,
     pub redelivered: bool,
+    /// Returns counted before a restart (a delivery-limited queue; fits the struct's padding).
+    pub returns: u16,
     pub size: u32,
 }
 
@@ -67,6 +69,7 @@ impl ClassicState {
             loc,
             persistent,
             redelivered: false,
+            returns: 0,
             size: u32::try_from(msg.size()).unwrap_or(u32::MAX),
         });
         Ok(())
@@ -160,15 +163,20 @@ fn read_back(log: &QueueLog, p: &Paged) -> io::Result<QueuedMessage> {
         properties: m.properties,
         body: m.body,
         dead_lettered: m.meta.dead_lettered,
+        bcc: m.meta.bcc,
     };
-    Ok(QueuedMessage {
+    let mut q = QueuedMessage {
         seq: p.seq,
         redelivered: p.redelivered,
         loc: p.persistent.then_some(p.loc),
         msg,
         expires: m.meta.expires,
-        returns: 0,
-    })
+        returns: u32::from(p.returns),
+    };
+    if q.returns > 0 {
+        super::limits::show_delivery_count(&mut q);
+    }
+    Ok(q)
 }
 
 #[cfg(test)]

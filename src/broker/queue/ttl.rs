@@ -112,10 +112,12 @@ impl Queue {
         }
         let _ = self.me.set(Arc::downgrade(self));
         self.touch();
-        let head = self.state.lock().head_expiry();
-        if head != 0 {
-            self.arm_expiry(head);
-        }
+        let mut st = self.state.lock();
+        // Recovered messages already past a quorum queue's delivery limit leave now (their
+        // dead letters need the whole topology, which is back by now).
+        st.drop_past_delivery_limit(self);
+        // Arms the head's expiry and routes the dead letters.
+        self.unlock(st);
         self.ensure_idle_timer();
     }
 
@@ -247,9 +249,12 @@ mod tests {
             parse_expiration(b"10s"),
             Err("{leftover_string,\"s\"}".into())
         );
+        // Ten years is the most, as RabbitMQ 3.10 answers (more than 2^32-1 ms is fine).
+        assert_eq!(parse_expiration(b"4294967296"), Ok(4_294_967_296));
+        assert_eq!(parse_expiration(b"315360000000"), Ok(315_360_000_000));
         assert_eq!(
-            parse_expiration(b"4294967296"),
-            Err("{value_too_large,4294967296}".into())
+            parse_expiration(b"315360000001"),
+            Err("{value_too_large,315360000001}".into())
         );
         assert_eq!(
             parse_expiration(b"99999999999999999999999"),

@@ -155,6 +155,7 @@ pub async fn run(
                 body: r.body,
                 persistent: true,
                 dead_lettered: false,
+                bcc: false,
             };
             let message = QueuedMessage::new(r.offset, None, msg, 0);
             let ev = ClientEvent::Deliver(Delivery {

@@ -2,6 +2,7 @@
 //! at start, delete, expire, purge, and the exclusive queues that go with their connection.
 
 use super::*;
+use amq_protocol::types::AMQPValue;
 
 impl VHost {
     pub fn declare_queue(
@@ -53,14 +54,21 @@ impl VHost {
             server_named,
         };
         let what = format!("queue '{name}' in vhost '{}'", self.name);
-        args::validate(&what, &opts.arguments, &flags)?;
+        // As RabbitMQ, an existing queue is only compared with the declare (its arguments are
+        // not validated again); a new one has its arguments checked first.
         if let Some(q) = self.queue(&name) {
             check_owner(&q, conn)?;
             let o = &q.options;
             let obj = format!("{name}' in vhost '{}", self.name);
-            let (want, have) = (QueueType::of(&opts.arguments).as_str(), q.queue_type());
-            if want != have {
-                return Err(inequivalent("queue", "x-queue-type", &obj, want, have));
+            let (want, have) = (QueueType::of(&opts.arguments), q.queue_type());
+            if want.as_str() != have {
+                // Absent means classic; otherwise worded as any other argument.
+                super::equivalence::assert_args(
+                    &o.arguments,
+                    &opts.arguments,
+                    &["x-queue-type"],
+                    &what,
+                )?;
             }
             if o.durable != opts.durable {
                 return Err(inequivalent(
@@ -102,6 +110,17 @@ impl VHost {
             }
             return Ok(declared(&q));
         }
+        // RabbitMQ's channel checks the dead-letter exchange's type before the queue's own
+        // argument checks, with a text of its own.
+        if let Some(v) = opts.arguments.inner().get("x-dead-letter-exchange") {
+            if !matches!(v, AMQPValue::LongString(_)) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid type '{}' for arg 'x-dead-letter-exchange' in {what}",
+                    crate::broker::queue::consumer_opts::type_name(v)
+                )));
+            }
+        }
+        args::validate(&what, &opts.arguments, &flags)?;
         let max = self.limits.max_queues();
         if max >= 0 && self.queues.len() as i64 >= max {
             return Err(AmqpError::precondition_failed(format!(
