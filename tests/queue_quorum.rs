@@ -501,3 +501,47 @@ async fn a_message_past_its_delivery_limit_after_a_crash_is_dead_lettered_at_sta
     );
     assert_eq!(count(&ch, "strict").await, 1, "only the marker is left");
 }
+
+/// A config-file policy that raises the delivery limit (and names the dead-letter exchange) is
+/// in force before recovered messages are judged against the limit: a message delivered more
+/// often than the default 20 but less than the policy's limit is still there after a restart.
+#[tokio::test]
+async fn a_config_policy_is_in_force_when_recovered_messages_meet_the_delivery_limit() {
+    use warren::broker::policy::ApplyTo;
+    use warren::config::PolicyConfig;
+    fn with_policy(cfg: &mut warren::config::Config) {
+        common::durability::small(cfg);
+        cfg.policies.push(PolicyConfig {
+            name: "limit".into(),
+            vhost: "/".into(),
+            pattern: "^work$".into(),
+            apply_to: ApplyTo::Queues,
+            priority: 0,
+            definition: serde_json::from_value(serde_json::json!({
+                "delivery-limit": 100,
+                "dead-letter-exchange": "",
+                "dead-letter-routing-key": "parked",
+            }))
+            .expect("definition"),
+        });
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Broker::start_in(dir.path(), with_policy).await;
+    let (_c, ch) = b.channel().await;
+    declare_with(&ch, "parked", durable(), args(&[]))
+        .await
+        .expect("declare parked");
+    declare_quorum(&ch, "work", &[]).await;
+    send(&ch, "", "work", "m", BasicProperties::default()).await;
+    for n in 0..25 {
+        assert_eq!(get_and_return(&ch, "work").await, Some(Some(n)));
+    }
+    confirm_mode(&ch).await;
+    assert!(send_confirmed(&ch, "work", "marker", BasicProperties::default()).await);
+    within(10, b.stop()).await;
+    let b = within(10, Broker::start_in(dir.path(), with_policy)).await;
+    let (_c, ch) = b.channel().await;
+    assert_eq!(get_and_return(&ch, "work").await, Some(Some(25)));
+    assert_eq!(count(&ch, "parked").await, 0, "nothing was dead-lettered");
+    b.stop().await;
+}

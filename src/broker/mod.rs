@@ -122,14 +122,8 @@ impl Broker {
         for v in &list {
             v.bind_self();
         }
-        persist.restore(&list)?;
-        for p in &config.policies {
-            if let Some(v) = list.iter().find(|v| *v.name == *p.vhost) {
-                v.set_config_policy(p.to_def()).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-                })?;
-            }
-        }
+        let config_policies: Vec<_> = config.policies.iter().map(|p| p.to_def()).collect();
+        persist.restore(&list, &config_policies)?;
         for v in list {
             vhosts.insert(v.name.to_string(), v);
         }

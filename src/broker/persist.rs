@@ -346,7 +346,14 @@ impl Persistence {
     }
 
     /// Rebuild durable exchanges, queues (with their messages) and bindings into `vhosts`.
-    pub fn restore(&self, vhosts: &[Arc<VHost>]) -> io::Result<()> {
+    /// Bring back the stored topology and messages of `vhosts`. `config_policies` (from the
+    /// config file, never stored) are in place before any recovered message is judged against
+    /// a TTL or delivery limit.
+    pub fn restore(
+        &self,
+        vhosts: &[Arc<VHost>],
+        config_policies: &[crate::broker::policy::PolicyDef],
+    ) -> io::Result<()> {
         let loaded = self.defs.load().map_err(io::Error::other)?;
         let find = |name: &str| vhosts.iter().find(|v| &*v.name == name);
         for d in &loaded.exchanges {
@@ -424,6 +431,12 @@ impl Persistence {
         for row in &loaded.policies {
             if let Some(v) = find(&row.vhost) {
                 v.restore_policy(row.value.clone());
+            }
+        }
+        for p in config_policies {
+            if let Some(v) = find(&p.vhost) {
+                v.set_config_policy(p.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
             }
         }
         for v in vhosts {

@@ -74,6 +74,9 @@ pub struct Policy {
 
 /// Keys a policy definition may hold and what their values must be.
 enum Check {
+    /// Any string.
+    Text,
+    /// A non-empty string.
     Str,
     NonNegInt,
     PosInt,
@@ -84,9 +87,9 @@ enum Check {
 
 fn check_for(key: &str) -> Option<Check> {
     Some(match key {
-        "alternate-exchange" | "dead-letter-exchange" | "dead-letter-routing-key" | "max-age" => {
-            Check::Str
-        }
+        // Any string, the empty one (the default exchange) included, as RabbitMQ.
+        "alternate-exchange" | "dead-letter-exchange" | "dead-letter-routing-key" => Check::Text,
+        "max-age" => Check::Str,
         "message-ttl"
         | "max-length"
         | "max-length-bytes"
@@ -117,6 +120,7 @@ fn check_value(key: &str, v: &Value) -> Result<(), String> {
     };
     let int = v.as_i64();
     let ok = match check {
+        Check::Text => v.is_string(),
         Check::Str => v.as_str().is_some_and(|s| !s.is_empty()),
         Check::NonNegInt => int.is_some_and(|n| n >= 0),
         Check::PosInt => int.is_some_and(|n| n >= 1),
@@ -133,6 +137,7 @@ fn check_value(key: &str, v: &Value) -> Result<(), String> {
         return Ok(());
     }
     let want = match check {
+        Check::Text => "a string".to_string(),
         Check::Str => "a non-empty string".to_string(),
         Check::NonNegInt => "a non-negative integer".to_string(),
         Check::PosInt => "a positive integer".to_string(),
