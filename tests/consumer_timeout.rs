@@ -228,6 +228,33 @@ async fn a_policy_set_while_a_delivery_is_held_applies_to_it() {
     b.stop().await;
 }
 
+/// A policy set while the consumer holds nothing applies to the deliveries made after it.
+#[tokio::test]
+async fn a_policy_set_while_nothing_is_held_applies_to_later_deliveries() {
+    let b = Broker::start().await;
+    let http = b.http();
+    let c = b.connect().await;
+    let mut ev = events(&c);
+    let other = c.create_channel().await.expect("channel");
+    declare_args(&other, "idle", args(&[]))
+        .await
+        .expect("declare");
+    let ch = c.create_channel().await.expect("channel");
+    let mut consumer = consume(&ch, "idle", false).await;
+    let r = http
+        .put(
+            "/api/policies/%2F/impatient",
+            serde_json::json!({"pattern": "^idle$", "definition": {"consumer-timeout": 300}, "apply-to": "queues"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    publish(&other, "idle", b"job").await;
+    next(&mut consumer).await;
+    let (code, text) = next_close(&mut ev, 5).await;
+    assert_eq!((code, text), (406, timeout_text(ch.id(), 300)));
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn with_both_a_queue_argument_and_a_policy_the_lower_timeout_applies() {
     let b = Broker::start().await;

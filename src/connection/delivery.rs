@@ -319,6 +319,7 @@ impl Conn {
             } => self.deliver_reply(channel, consumer_id, message),
             ClientEvent::PoliciesChanged => {
                 self.touch_clock();
+                self.refresh_consumer_timeouts();
                 self.check_consumer_timeouts();
             }
             ClientEvent::Close { code, text } => {

@@ -12,6 +12,16 @@ use crate::error::AmqpError;
 /// "No check due".
 pub(super) const NEVER: u64 = u64::MAX;
 
+/// A consumer's own timeout, else the queue's (argument or policy, as it is now), else the
+/// broker's `default`; 0 = none.
+fn timeout_for(own: Option<u64>, q: &Queue, default: u64) -> u64 {
+    if q.stream.is_some() {
+        // A stream consumer's acks only return credit; nothing waits on them.
+        return 0;
+    }
+    own.or_else(|| q.consumer_timeout()).unwrap_or(default)
+}
+
 impl Conn {
     /// Read the clock (once per batch of work; deliveries of the batch share the reading).
     pub(super) fn touch_clock(&mut self) {
@@ -21,12 +31,7 @@ impl Conn {
     /// The timeout for a consumer: its own `x-consumer-timeout`, else the queue's (argument or
     /// policy), else the broker's `consumer.timeout_ms`; 0 = none.
     pub(super) fn consumer_timeout(&self, own: Option<u64>, q: &Queue) -> u64 {
-        if q.stream.is_some() {
-            // A stream consumer's acks only return credit; nothing waits on them.
-            return 0;
-        }
-        own.or_else(|| q.consumer_timeout())
-            .unwrap_or(self.broker.config.consumer.timeout_ms)
+        timeout_for(own, q, self.broker.config.consumer.timeout_ms)
     }
 
     /// The timeout that applies now to a delivery on channel `ch`: its consumer's own, else
@@ -38,6 +43,19 @@ impl Conn {
             .and_then(|id| ch.consumers.get(&id))
             .and_then(|c| c.own_timeout);
         self.consumer_timeout(own, &u.queue)
+    }
+
+    /// A policy changed: work out again the timeout each consumer's next first-unacked
+    /// delivery arms the timer with (the check itself always uses the current value, but a
+    /// delivery made after the change must wake it in time, also when there was no timeout
+    /// before).
+    pub(super) fn refresh_consumer_timeouts(&mut self) {
+        let default = self.broker.config.consumer.timeout_ms;
+        for ch in self.channels.iter_mut().flatten() {
+            for c in ch.consumers.values_mut() {
+                c.timeout_ms = timeout_for(c.own_timeout, &c.queue, default);
+            }
+        }
     }
 
     /// A delivery with `timeout_ms` was just recorded as the first unacked one of its channel:
