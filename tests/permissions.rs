@@ -711,3 +711,36 @@ async fn put_permission_errors_have_rabbitmq_s_reasons() {
     }
     b.stop().await;
 }
+
+/// Deleting a vhost deletes the permissions in it for good: a vhost of the same name created
+/// again, also after a restart, grants nothing until permissions are set again.
+#[tokio::test]
+async fn permissions_of_a_deleted_vhost_do_not_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = common::durability::start(dir.path()).await;
+    let http = b.http();
+    assert_eq!(http.put("/api/vhosts/v1", json!({})).await.status, 201);
+    let r = http
+        .put("/api/users/u1", json!({"password": "pw", "tags": ""}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    let r = http.put("/api/permissions/v1/u1", all).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let topic = json!({"exchange": "amq.topic", "write": ".*", "read": ".*"});
+    let r = http.put("/api/topic-permissions/v1/u1", topic).await;
+    assert!(r.status == 201 || r.status == 204, "{}", r.body);
+    assert_eq!(http.delete("/api/vhosts/v1").await.status, 204);
+    let b = common::durability::restart(b).await;
+    let http = b.http();
+    assert_eq!(http.put("/api/vhosts/v1", json!({})).await.status, 201);
+    assert_eq!(http.get("/api/permissions/v1/u1").await.status, 404);
+    let r = http.get("/api/topic-permissions/v1/u1").await;
+    assert!(
+        r.status == 404 || r.json().as_array().is_some_and(|a| a.is_empty()),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    b.stop().await;
+}

@@ -255,6 +255,30 @@ impl Broker {
             })
             .map_err(store_err)?;
         self.forget_limits("vhost", name)?;
+        // The permissions in the vhost go for good (stored as deleted): a vhost of the same
+        // name created later starts with none, also after a restart.
+        let users: Vec<String> = self
+            .access
+            .permissions()
+            .into_iter()
+            .filter(|(_, v, _)| v == name)
+            .map(|(u, _, _)| u)
+            .collect();
+        for u in users {
+            self.clear_permission(&u, name)?;
+        }
+        let mut topic_users: Vec<String> = self
+            .access
+            .topic_permissions()
+            .into_iter()
+            .filter(|(_, v, _, _)| v == name)
+            .map(|(u, _, _, _)| u)
+            .collect();
+        topic_users.sort();
+        topic_users.dedup();
+        for u in topic_users {
+            self.clear_topic_permissions(&u, name, None)?;
+        }
         self.remove_vhost(name);
         self.access.vhost_meta.write().remove(name);
         self.access.perms.write().retain(|(_, vn), _| vn != name);
@@ -323,6 +347,7 @@ impl Broker {
             .filter(|(u, _, _, _)| u == name)
             .map(|(_, v, _, _)| v)
             .collect();
+        topic_vhosts.sort();
         topic_vhosts.dedup();
         for v in topic_vhosts {
             self.clear_topic_permissions(name, &v, None)?;
