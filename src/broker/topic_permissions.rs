@@ -8,8 +8,8 @@
 //! As in RabbitMQ's internal backend, `{username}` and `{vhost}` in a pattern are replaced by
 //! the connection's user and vhost before it is compiled (the values are inserted as they are,
 //! not escaped). `{client_id}` is an MQTT variable: over AMQP 0-9-1 RabbitMQ leaves it in place,
-//! where PCRE reads it as literal text, and so does warren. The empty pattern allows nothing,
-//! as RabbitMQ measured (3.10) shows.
+//! where PCRE reads it as literal text, and so does warren. The empty pattern is run as `^$`,
+//! as RabbitMQ does: it refuses every routing key but the empty one (measured on 3.10).
 
 use super::access::AdminError;
 use super::permissions::{Pattern, Perm};
@@ -94,11 +94,20 @@ impl TopicPermissions {
 }
 
 /// A pattern as RabbitMQ applies it to this connection: variables expanded, then compiled.
+/// RabbitMQ runs `""` as `^$`: unlike a resource name, a routing key may be empty, and the
+/// empty key matches it.
 fn compile(pattern: &str, user: &str, vhost: &str) -> Pattern {
     let expanded = pattern
         .replace("{username}", user)
         .replace("{vhost}", vhost);
-    Pattern::compile(&pcre_braces(&expanded))
+    let p = pcre_braces(&expanded);
+    if p.is_empty() || p == "^$" {
+        return match regex::Regex::new("^$") {
+            Ok(r) => Pattern::Re(r),
+            Err(_) => Pattern::Nothing,
+        };
+    }
+    Pattern::compile(&p)
 }
 
 /// Can this pattern be enforced? (Checked with placeholder values for the variables.)

@@ -305,24 +305,26 @@ fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 /// RabbitMQ sorts with Erlang's term order: missing values first, then numbers, atoms
-/// (booleans, null), strings, and compound values last.
+/// (`false` < `null` < `true`, alphabetically), strings, and compound values last. A total
+/// order, as `sort_by` requires.
 fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    fn rank(v: Option<&Value>) -> u8 {
+    fn rank(v: Option<&Value>) -> (u8, u8) {
         match v {
-            None => 0,
-            Some(Value::Number(_)) => 1,
-            Some(Value::Bool(_) | Value::Null) => 2,
-            Some(Value::String(_)) => 3,
-            Some(_) => 4,
+            None => (0, 0),
+            Some(Value::Number(_)) => (1, 0),
+            Some(Value::Bool(false)) => (2, 0),
+            Some(Value::Null) => (2, 1),
+            Some(Value::Bool(true)) => (2, 2),
+            Some(Value::String(_)) => (3, 0),
+            Some(_) => (4, 0),
         }
     }
     match (a, b) {
         (Some(Value::Number(x)), Some(Value::Number(y))) => {
             let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+            x.total_cmp(&y)
         }
         (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
-        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         _ => rank(a).cmp(&rank(b)),
     }
 }
@@ -428,5 +430,32 @@ fn strip_stats(o: &mut Map<String, Value>, res: Resource, totals: bool) {
         }),
         Resource::Overview => o.retain(|k, _| !OVERVIEW_STATS.contains(&&**k)),
         Resource::Channels | Resource::Other => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sort_order_is_total_across_value_kinds() {
+        let values = [
+            None,
+            Some(json!(1)),
+            Some(json!(2.5)),
+            Some(json!(false)),
+            Some(json!(null)),
+            Some(json!(true)),
+            Some(json!("a")),
+            Some(json!("b")),
+            Some(json!([1])),
+        ];
+        for (i, a) in values.iter().enumerate() {
+            for (j, b) in values.iter().enumerate() {
+                // Listed in ascending order: the comparison agrees with the positions.
+                assert_eq!(compare(a.as_ref(), b.as_ref()), i.cmp(&j), "{a:?} vs {b:?}");
+            }
+        }
     }
 }
