@@ -49,6 +49,27 @@ async fn runtime_parameters_show_vhost_limits_and_refuse_unknown_components() {
     // The per-vhost definitions carry the limits too.
     let d = http.get("/api/definitions/%2F").await.json();
     assert_eq!(d["parameters"], json!([want]));
+    // A PUT of the parameter replaces the whole set, as RabbitMQ; a bad name changes nothing.
+    let set = |v| json!({"value": v});
+    let r = http
+        .put(
+            "/api/parameters/vhost-limits/%2F/limits",
+            set(json!({"max-queues": 3})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let only_queues = json!({"vhost": "/", "component": "vhost-limits", "name": "limits",
+                             "value": {"max-queues": 3}});
+    let shown = || http.get("/api/parameters/vhost-limits/%2F/limits");
+    assert_eq!(shown().await.json(), only_queues);
+    let r = http
+        .put(
+            "/api/parameters/vhost-limits/%2F/limits",
+            set(json!({"max-connections": 1, "max-bogus": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(shown().await.json(), only_queues);
     assert_eq!(
         http.delete("/api/parameters/vhost-limits/%2F/limits")
             .await

@@ -214,7 +214,7 @@ pub fn open_channel(user: &Arc<UserUsage>, name: &str) -> AmqpResult<ChannelSlot
     }
 }
 
-fn check_name(names: &[&str], name: &str) -> Result<(), AdminError> {
+pub(crate) fn check_name(names: &[&str], name: &str) -> Result<(), AdminError> {
     if names.contains(&name) {
         return Ok(());
     }

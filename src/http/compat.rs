@@ -188,7 +188,7 @@ pub async fn certificate_expiration(
     let mut expiring = Vec::new();
     for (protocol, port, file) in files {
         for not_after in not_after_times(&file) {
-            if not_after <= limit as i64 {
+            if not_after <= i64::try_from(limit).unwrap_or(i64::MAX) {
                 expiring.push(
                     json!({"node": b.node_name(), "protocol": protocol, "port": port,
                     "interface": b.config.bind, "certfile": file.display().to_string(),

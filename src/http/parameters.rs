@@ -99,10 +99,22 @@ pub async fn put_parameter(
             "Validation failed\n\nvalue must be an object of limits\n",
         ));
     };
+    // RabbitMQ replaces the whole set: every value is checked first, then the limits not
+    // named go and the named ones are set.
+    let mut want = Vec::with_capacity(limits.len());
     for (k, v) in limits {
         let n = v
             .as_i64()
             .ok_or_else(|| ApiError::bad_request(format!("limit {k} must be an integer")))?;
+        crate::broker::limits::check_name(crate::broker::limits::VHOST_LIMITS, k)?;
+        want.push((k.as_str(), n));
+    }
+    for name in crate::broker::limits::VHOST_LIMITS {
+        if !want.iter().any(|(k, _)| k == name) {
+            b.set_vhost_limit(&vhost, name, None)?;
+        }
+    }
+    for (k, n) in want {
         b.set_vhost_limit(&vhost, k, Some(n))?;
     }
     Ok(StatusCode::NO_CONTENT)
