@@ -368,3 +368,63 @@ async fn a_dead_letter_with_x_delay_is_held_by_a_delayed_exchange() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_held_by_a_delayed_exchange_keeps_its_bcc_keys() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare_delayed(&ch, "retry", "direct", false).await;
+    declare(&ch, "again").await;
+    declare(&ch, "side").await;
+    bind(&ch, "again", "retry", "work").await;
+    // A key no queue is named after: the publish itself (default exchange) reaches no queue by it.
+    bind(&ch, "side", "retry", "side-key").await;
+    within(
+        5,
+        ch.queue_declare(
+            "work".into(),
+            QueueDeclareOptions::default(),
+            args(&[("x-dead-letter-exchange", text("retry"))]),
+        ),
+    )
+    .await
+    .expect("declare work");
+    let mut h = FieldTable::default();
+    h.insert("x-delay".into(), AMQPValue::LongLongInt(200));
+    h.insert(
+        "BCC".into(),
+        AMQPValue::FieldArray(vec![text("side-key")].into()),
+    );
+    publish_to(
+        &ch,
+        "",
+        "work",
+        b"job",
+        BasicProperties::default().with_headers(h),
+    )
+    .await;
+    let m = within(
+        5,
+        ch.basic_get("work".into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("basic.get")
+    .expect("the job");
+    within(
+        5,
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false }),
+    )
+    .await
+    .expect("reject");
+    // Held, then routed by its routing key and its BCC key; the BCC header is never shown.
+    let mut side = consume(&ch, "side", true).await;
+    let d = next(&mut side).await;
+    assert_eq!(body(&d), "job");
+    let headers = d.properties.headers().clone().unwrap_or_default();
+    assert!(!headers.inner().contains_key("BCC"), "{headers:?}");
+    let mut again = consume(&ch, "again", true).await;
+    assert_eq!(body(&next(&mut again).await), "job");
+    b.stop().await;
+}

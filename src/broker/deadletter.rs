@@ -260,7 +260,22 @@ pub fn route(queue: &Arc<Queue>, dead: Vec<Dead>, dlx: &Bytes, dlrk: Option<&Byt
         // through too (as the plugin's route callback): a dead letter with x-delay is held.
         if let Some(held) = ex.delayed() {
             if let Some(delay) = crate::broker::exchange::delayed::delay_of(&l.msg.properties) {
-                if let Err(e) = held.hold(l.msg, delay) {
+                // The held copy is routed when due by its routing key and its CC and BCC
+                // headers: carry every extra key (CC and the BCC keys the letter kept) as BCC,
+                // which is stripped then.
+                let mut msg = l.msg;
+                if l.keys.len() > 1 {
+                    let extra: Vec<AMQPValue> = l.keys[1..].iter().map(|k| lstr(k)).collect();
+                    match crate::protocol::props_rewrite::set_header(
+                        &msg.properties,
+                        "BCC",
+                        AMQPValue::FieldArray(FieldArray::from(extra)),
+                    ) {
+                        Ok(p) => msg.properties = p,
+                        Err(e) => tracing::warn!("could not keep a dead letter's BCC keys: {e}"),
+                    }
+                }
+                if let Err(e) = held.hold(msg, delay) {
                     tracing::error!(exchange = %ex.name, "could not hold a dead letter: {e}");
                 }
                 continue;
