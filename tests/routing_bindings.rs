@@ -1,7 +1,7 @@
 //! Bindings and their lifecycle: exchange-to-exchange chains, cycles and diamonds deliver one
 //! copy per queue; queue and exchange unbind stop routing; exchange delete (if-unused, and taking
 //! its bindings along); auto-delete exchanges going with their last binding; bindings that
-//! differ only in their arguments are distinct.
+//! differ only in their arguments are distinct; unbinding from a missing queue or exchange is ok.
 use crate::common;
 use common::routing::*;
 use common::*;
@@ -254,5 +254,43 @@ async fn bindings_with_different_arguments_are_distinct() {
     .expect("unbind a2");
     send(&ch, "args_x", "k", b"3").await;
     assert!(drain(&ch, "aq").await.is_empty());
+    b.stop().await;
+}
+
+/// As RabbitMQ: unbinding from a queue or exchange that does not exist is unbind-ok, not 404.
+#[tokio::test]
+async fn unbinding_missing_ends_is_ok() {
+    let b = Broker::start().await;
+    let (_c, ch) = b.channel().await;
+    declare(&ch, "here").await;
+    for (queue, ex) in [
+        ("gone", "amq.direct"),
+        ("here", "gone-x"),
+        ("gone", "gone-x"),
+    ] {
+        within(
+            5,
+            ch.queue_unbind(queue.into(), ex.into(), "k".into(), table(&[])),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue.unbind {queue} from {ex}: {e}"));
+    }
+    for (dest, src) in [("gone-x", "amq.direct"), ("amq.fanout", "gone-x")] {
+        within(
+            5,
+            ch.exchange_unbind(
+                dest.into(),
+                src.into(),
+                "k".into(),
+                ExchangeUnbindOptions::default(),
+                table(&[]),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exchange.unbind {dest} from {src}: {e}"));
+    }
+    // The channel is still usable.
+    send(&ch, "", "here", b"m").await;
+    assert_eq!(get_body(&ch, "here").await.as_deref(), Some(&b"m"[..]));
     b.stop().await;
 }

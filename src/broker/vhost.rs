@@ -466,7 +466,7 @@ fn declared(q: &Arc<Queue>) -> Declared {
 /// another connection's exclusive one (as in RabbitMQ's management API).
 pub const ADMIN: u64 = u64::MAX;
 
-fn check_owner(q: &Queue, conn: u64) -> AmqpResult<()> {
+pub(super) fn check_owner(q: &Queue, conn: u64) -> AmqpResult<()> {
     match q.owner {
         Some(o) if o != conn && conn != ADMIN => Err(AmqpError::resource_locked(format!(
             "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",

@@ -1,7 +1,7 @@
 //! Binding and unbinding (queue.bind/unbind, exchange.bind/unbind) with RabbitMQ's checks,
 //! writing durable bindings down before they take effect.
 
-use super::VHost;
+use super::{check_owner, VHost};
 use crate::broker::exchange::{Dest, Exchange};
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
@@ -40,8 +40,18 @@ impl VHost {
         conn: u64,
     ) -> AmqpResult<()> {
         let _t = self.topology.lock();
-        let q = self.queue_for(queue, conn)?;
-        let e = self.source_for_bind(exchange)?;
+        if exchange.is_empty() {
+            return self.source_for_bind(exchange).map(|_| ());
+        }
+        // As RabbitMQ: unbinding from a queue or exchange that does not exist is done (only a
+        // binding that exists is removed).
+        let Some(q) = self.queue(queue) else {
+            return Ok(());
+        };
+        check_owner(&q, conn)?;
+        let Some(e) = self.exchange(exchange) else {
+            return Ok(());
+        };
         self.unbind(&e, Dest::Queue(q), key, args)
     }
 
@@ -66,8 +76,13 @@ impl VHost {
         args: &FieldTable,
     ) -> AmqpResult<()> {
         let _t = self.topology.lock();
-        let d = self.source_for_bind(dest)?;
-        let s = self.source_for_bind(source)?;
+        if dest.is_empty() || source.is_empty() {
+            return self.source_for_bind("").map(|_| ());
+        }
+        // Missing ends: nothing to remove, as RabbitMQ.
+        let (Some(d), Some(s)) = (self.exchange(dest), self.exchange(source)) else {
+            return Ok(());
+        };
         self.unbind(&s, Dest::Exchange(d), key, args)
     }
 
