@@ -218,20 +218,23 @@ async fn a_tailing_reader_sees_concurrent_publishers_densely_and_in_order() {
 }
 
 #[tokio::test]
-async fn deleting_a_stream_cancels_its_readers() {
+async fn deleting_a_stream_cancels_its_readers_whatever_if_unused_and_if_empty_say() {
     let b = start_broker().await;
     let (_c, ch) = confirm_channel(&b).await;
     declare_stream(&ch, "s", &[]).await;
     publish_all(&ch, "s", bodies("m", 0..3)).await;
     let mut r = Reader::open(&b, "s", "", 10, &first()).await;
     assert_eq!(r.take(3).await, expected("m", 0..3));
-    let n = within(
-        5,
-        ch.queue_delete("s".into(), QueueDeleteOptions::default()),
-    )
-    .await
-    .expect("queue.delete");
-    assert_eq!(n, 3);
+    // As RabbitMQ's stream queue type: if-unused and if-empty are ignored, the count is 0.
+    let opts = QueueDeleteOptions {
+        if_unused: true,
+        if_empty: true,
+        ..Default::default()
+    };
+    let n = within(5, ch.queue_delete("s".into(), opts))
+        .await
+        .expect("queue.delete");
+    assert_eq!(n, 0);
     // basic.cancel from the broker ends lapin's consumer stream.
     assert!(
         within(5, r.consumer.next()).await.is_none(),

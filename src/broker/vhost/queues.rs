@@ -222,6 +222,11 @@ impl VHost {
             return Ok(0);
         };
         check_owner(&q, conn)?;
+        if q.stream.is_some() {
+            // RabbitMQ's stream queue type ignores if-unused and if-empty and reports 0.
+            self.remove_queue(&q);
+            return Ok(0);
+        }
         if if_unused && !q.is_unused() {
             return Err(AmqpError::precondition_failed(format!(
                 "{} in use",
