@@ -382,6 +382,11 @@ async fn consuming_with_a_global_prefetch_is_refused_with_540() {
     within(5, ch.basic_qos(10, BasicQosOptions { global: true }))
         .await
         .expect("basic.qos");
+    // A consumer prefetch set afterwards does not lift the channel's global limit (RabbitMQ
+    // keeps the two apart).
+    within(5, ch.basic_qos(5, BasicQosOptions { global: false }))
+        .await
+        .expect("basic.qos");
     let r = within(
         5,
         ch.basic_consume(

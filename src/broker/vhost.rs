@@ -188,9 +188,7 @@ impl VHost {
         let _t = self.topology.lock();
         // RabbitMQ refuses the default exchange for passive declares too.
         if name.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
+            return Err(binding::default_exchange_refused());
         }
         if passive {
             return self.exchange(name).ok_or_else(|| self.no_exchange(name));
@@ -343,9 +341,7 @@ impl VHost {
         let _t = self.topology.lock();
         // RabbitMQ's two texts: the default exchange, then any `amq.*` name ("system exchange").
         if name.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
+            return Err(binding::default_exchange_refused());
         }
         if reserved(name) {
             return Err(AmqpError::access_refused(format!(

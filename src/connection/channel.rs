@@ -83,11 +83,12 @@ pub struct Channel {
     pub unacked: VecDeque<Unacked>,
     pub consumers: HashMap<u64, ChannelConsumer>,
     pub prefetch: u16,
-    /// The last basic.qos was `global` with a limit: quorum queues refuse consumers then (540).
-    pub global_qos: bool,
-    /// The last basic.qos with `global = false` set a prefetch: streams need a consumer
-    /// prefetch, and a global one alone does not count (as RabbitMQ).
-    pub consumer_prefetch: bool,
+    /// The two limits RabbitMQ keeps apart: the last `basic.qos` with `global = true` (the
+    /// channel's limiter; quorum queues refuse consumers while it is set, 540) and the last
+    /// with `global = false` (the consumer prefetch streams require). `prefetch` above is what
+    /// warren applies to consumers, whichever came last.
+    pub global_prefetch: u16,
+    pub consumer_prefetch: u16,
     pub confirm: bool,
     /// `tx.select` was sent: the uncommitted publishes and settlements.
     pub tx: Option<Box<super::tx::Tx>>,

@@ -35,7 +35,7 @@ impl Conn {
         };
         let id = self.broker.next_id();
         let (conn_id, events) = (self.id, self.events_tx.clone());
-        if self.ch(chan)?.global_qos && q.queue_type() == "quorum" {
+        if self.ch(chan)?.global_prefetch > 0 && q.queue_type() == "quorum" {
             // RabbitMQ: a quorum queue has no channel-wide limiter (Celery turns global QoS
             // off for quorum queues because of this error).
             return Err(AmqpError::not_implemented(format!(
@@ -82,7 +82,7 @@ impl Conn {
             },
         );
         let added = match &q.stream {
-            Some(s) if !consumer_prefetch => Err(AmqpError::precondition_failed(format!(
+            Some(s) if consumer_prefetch == 0 => Err(AmqpError::precondition_failed(format!(
                 "consumer prefetch count is not set for stream {}",
                 q.describe()
             ))),

@@ -588,9 +588,10 @@ impl Conn {
                 // its running consumer to see it).
                 let ch = self.ch(chan)?;
                 ch.prefetch = q.prefetch_count;
-                ch.global_qos = q.global && q.prefetch_count > 0;
-                if !q.global {
-                    ch.consumer_prefetch = q.prefetch_count > 0;
+                if q.global {
+                    ch.global_prefetch = q.prefetch_count;
+                } else {
+                    ch.consumer_prefetch = q.prefetch_count;
                 }
                 ch.info
                     .prefetch

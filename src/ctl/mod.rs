@@ -214,6 +214,31 @@ pub fn run(args: CtlArgs) -> ExitCode {
     }
 }
 
+/// `list-permissions` / `list-topic-permissions`: `resource` ("permissions" or
+/// "topic-permissions") of one vhost, of one user, or all of them.
+fn list_grants(
+    c: &Client,
+    json: bool,
+    resource: &str,
+    vhost: Option<&str>,
+    user: Option<&str>,
+) -> Result<String, CtlError> {
+    let path = match (vhost, user) {
+        (Some(v), _) => format!("/api/vhosts/{}/{resource}", seg(v)),
+        (None, Some(u)) => format!("/api/users/{}/{resource}", seg(u)),
+        (None, None) => format!("/api/{resource}"),
+    };
+    let list = c.get(&path)?;
+    if json {
+        return Ok(pretty(&list));
+    }
+    let rows = list.as_array().cloned().unwrap_or_default();
+    Ok(table::render(
+        &rows,
+        table::columns(&resource.replace('-', "_")),
+    ))
+}
+
 fn pretty(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
@@ -362,17 +387,7 @@ pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
             )))
         }
         CtlCommand::ListPermissions { vhost, user } => {
-            let path = match (vhost, user) {
-                (Some(v), _) => format!("/api/vhosts/{}/permissions", seg(v)),
-                (None, Some(u)) => format!("/api/users/{}/permissions", seg(u)),
-                (None, None) => "/api/permissions".to_string(),
-            };
-            let list = c.get(&path)?;
-            if a.json {
-                return Ok(pretty(&list));
-            }
-            let rows = list.as_array().cloned().unwrap_or_default();
-            Ok(table::render(&rows, table::columns("permissions")))
+            list_grants(&c, a.json, "permissions", vhost.as_deref(), user.as_deref())
         }
         CtlCommand::SetTopicPermissions {
             user,
@@ -406,19 +421,13 @@ pub fn execute(a: &CtlArgs) -> Result<String, CtlError> {
                 "cleared topic permissions of user '{user}' in vhost '{vhost}'"
             )))
         }
-        CtlCommand::ListTopicPermissions { vhost, user } => {
-            let path = match (vhost, user) {
-                (Some(v), _) => format!("/api/vhosts/{}/topic-permissions", seg(v)),
-                (None, Some(u)) => format!("/api/users/{}/topic-permissions", seg(u)),
-                (None, None) => "/api/topic-permissions".to_string(),
-            };
-            let list = c.get(&path)?;
-            if a.json {
-                return Ok(pretty(&list));
-            }
-            let rows = list.as_array().cloned().unwrap_or_default();
-            Ok(table::render(&rows, table::columns("topic_permissions")))
-        }
+        CtlCommand::ListTopicPermissions { vhost, user } => list_grants(
+            &c,
+            a.json,
+            "topic-permissions",
+            vhost.as_deref(),
+            user.as_deref(),
+        ),
         CtlCommand::SetVhostLimit { name, value, vhost } => {
             c.call(
                 "PUT",

@@ -10,9 +10,7 @@ use std::sync::Arc;
 impl VHost {
     fn source_for_bind(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
         if name.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
+            return Err(default_exchange_refused());
         }
         self.exchange(name).ok_or_else(|| self.no_exchange(name))
     }
@@ -41,7 +39,7 @@ impl VHost {
     ) -> AmqpResult<()> {
         let _t = self.topology.lock();
         if exchange.is_empty() {
-            return self.source_for_bind(exchange).map(|_| ());
+            return Err(default_exchange_refused());
         }
         // As RabbitMQ: unbinding from a queue or exchange that does not exist is done (only a
         // binding that exists is removed).
@@ -77,7 +75,7 @@ impl VHost {
     ) -> AmqpResult<()> {
         let _t = self.topology.lock();
         if dest.is_empty() || source.is_empty() {
-            return self.source_for_bind("").map(|_| ());
+            return Err(default_exchange_refused());
         }
         // Missing ends: nothing to remove, as RabbitMQ.
         let (Some(d), Some(s)) = (self.exchange(dest), self.exchange(source)) else {
@@ -118,4 +116,9 @@ impl VHost {
         }
         Ok(())
     }
+}
+
+/// RabbitMQ's refusal of the default exchange as either end of a binding.
+pub(super) fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
 }
